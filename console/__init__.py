@@ -1,0 +1,1 @@
+"""The control-room console at the commissionerate (installed as `callbox_console`)."""

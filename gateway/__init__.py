@@ -1,0 +1,1 @@
+"""The junction gateway (installed as `callbox_gateway`)."""

@@ -1,0 +1,1 @@
+"""One module per benchmark of `callbox bench`; see callbox_tools.commands.bench."""

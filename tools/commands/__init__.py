@@ -1,0 +1,1 @@
+"""One module per `callbox` subcommand; see callbox_tools.cli."""
