@@ -56,6 +56,8 @@ MSG_POLL = const(0x07)
 MSG_IDLE = const(0x08)
 
 FLAG_DOWN = const(0x01)
+SHORT_MARK = const(0x81)  # first byte of a short POLL/IDLE (see encode_short)
+_SHORT_BODY = const(6)
 
 _HEADER = const(13)
 _TAG = const(8)
@@ -269,7 +271,7 @@ class Frame:
         return TYPE_NAMES[self.mtype]
 
     def __repr__(self):
-        return "Frame(%s box=%d addr=%d ctr=%d %r)" % (TYPE_NAMES.get(self.mtype, "?"), self.box_id, self.addr, self.counter, self.msg)
+        return "Frame(%s box=%r addr=%d ctr=%d %r)" % (TYPE_NAMES.get(self.mtype, "?"), self.box_id, self.addr, self.counter, self.msg)
 
 
 def encode_body(key, mtype, box_id, counter, payload=b"", addr=ADDR_NONE):
@@ -315,6 +317,8 @@ def decode_body(body, key_for, expect_down=None):
     gateway->box types), False on a gateway, None to accept both (tools).
     Raises WireError; checks run cheapest first so noise never costs a hash."""
     n = len(body)
+    if n == _SHORT_BODY and body[0] == SHORT_MARK:
+        return _decode_short(body, expect_down)
     if n < OVERHEAD:
         raise WireError(E_SHORT, "%d bytes < %d" % (n, OVERHEAD))
     if n > MAX_BODY:
@@ -343,6 +347,48 @@ def decode_body(body, key_for, expect_down=None):
     return Frame(mtype, flags, addr, box_id, counter, payload, msg)
 
 
+# ---------------------------------------------------------------- short frames
+#
+# On RS-485 the master polls every box many times a second; a full POLL and
+# IDLE (28 bytes each on the wire) would make a 32-box cycle ~160 ms at
+# 115200 baud. So POLL and IDLE also exist as 9-byte short frames:
+#
+#     off size field
+#     0   1    0x81 (short-frame marker: version 1 | 0x80)
+#     1   1    type (MSG_POLL or MSG_IDLE only)
+#     2   1    bus address (1..247)
+#     3   1    poll sequence (the master's, echoed by the box)
+#     4   2    low 16 bits of the CRC-32 of bytes 0..3
+#
+# They carry no tag: a forged short POLL can only make a box send a frame
+# that is itself authenticated, and a short IDLE proves nothing (box health
+# is judged only from authenticated HEARTBEATs). Frame.box_id is None.
+
+def encode_short(mtype, addr, seq):
+    """A short POLL (master) or IDLE (box) for RS-485: 0x00 COBS(body) 0x00."""
+    if mtype != MSG_POLL and mtype != MSG_IDLE:
+        raise WireError(E_RANGE, "only POLL and IDLE have a short form")
+    if not 1 <= addr <= ADDR_MAX or not 0 <= seq <= 255:
+        raise WireError(E_RANGE, "bus address %r or sequence %r out of range" % (addr, seq))
+    head = bytes([SHORT_MARK, mtype, addr, seq])
+    return b"\x00" + cobs_encode(head + struct.pack(">H", crc32(head) & 0xFFFF)) + b"\x00"
+
+
+def _decode_short(body, expect_down):
+    if (crc32(body[:4]) & 0xFFFF) != struct.unpack(">H", body[4:6])[0]:
+        raise WireError(E_CRC, "short frame checksum mismatch")
+    mtype = body[1]
+    if mtype != MSG_POLL and mtype != MSG_IDLE:
+        raise WireError(E_TYPE, "short frame of type 0x%02x" % mtype)
+    down = mtype == MSG_POLL
+    if expect_down is not None and down != expect_down:
+        raise WireError(E_TYPE, "%s in the wrong direction" % TYPE_NAMES[mtype])
+    addr = body[2]
+    if not 1 <= addr <= ADDR_MAX:
+        raise WireError(E_RANGE, "short frame bus address %d" % addr)
+    return Frame(mtype, FLAG_DOWN if down else 0, addr, None, body[3], b"", {"type": TYPE_NAMES[mtype], "short": True, "seq": body[3]})
+
+
 def decode_frame(piece, key_for, expect_down=None):
     """Decode one piece between delimiters (COBS-encoded) into a Frame."""
     if not piece:
@@ -364,9 +410,21 @@ def _name(table, code):
     return table.get(code, code)
 
 
+def _int(value, lo, hi, what):
+    """An integer field checked against its wire range. MicroPython's
+    struct.pack silently wraps out-of-range values (300 packs as 0x2c), so
+    the encoder checks every field itself: the box and the gateway must
+    refuse the same messages."""
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise WireError(E_RANGE, "%s %r not in %d..%d" % (what, value, lo, hi))
+    return value
+
+
 def _code(table, value, what):
-    if isinstance(value, int):
-        return value
+    """The wire code of an enumeration given by name, or an integer code
+    (codes this codec does not know, from a newer peer, decode as integers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value, 0, 255, what)
     for c in table:
         if table[c] == value:
             return c
@@ -374,29 +432,54 @@ def _code(table, value, what):
 
 
 def _faults_to_names(bits):
+    # Bits this codec has no name for are kept as integers, never dropped:
+    # a fault reported by a newer box must still reach the operator.
     out = []
-    for b in sorted(FAULT_BITS):
+    b = 1
+    while b <= bits:
         if bits & b:
-            out.append(FAULT_BITS[b])
+            out.append(FAULT_BITS.get(b, b))
+        b <<= 1
     return out
 
 
 def _faults_to_bits(names):
     bits = 0
     for n in names:
-        bits |= _code(FAULT_BITS, n, "fault")
+        b = _code(FAULT_BITS, n, "fault")
+        if b == 0 or b & (b - 1):
+            raise WireError(E_RANGE, "fault %r is not a single bit" % (n,))
+        bits |= b
     return bits
 
 
 def _pack_fw(fw):
-    parts = [int(x) for x in str(fw).split(".")]
+    parts = str(fw).split(".")
     if len(parts) != 3:
         raise WireError(E_RANGE, "firmware version %r is not major.minor.patch" % (fw,))
-    return parts
+    out = []
+    for p in parts:
+        if not p.isdigit():
+            raise WireError(E_RANGE, "firmware version %r is not major.minor.patch" % (fw,))
+        out.append(_int(int(p), 0, 255, "firmware version part"))
+    return out
+
+
+def _bytes(value, what):
+    if isinstance(value, str):
+        raise WireError(E_RANGE, "%s must be bytes, not text" % what)
+    return bytes(value)
+
+
+_U8 = const(0xFF)
+_U16 = const(0xFFFF)
+_U32 = const(0xFFFFFFFF)
 
 
 def pack_payload(msg):
-    t = msg["type"]
+    """The payload bytes of a message dict (the form unpack_payload returns).
+    Raises WireError(E_RANGE) for a missing or out-of-range field."""
+    t = msg.get("type")
     try:
         if t == "ALARM":
             flags = 0
@@ -404,38 +487,63 @@ def pack_payload(msg):
                 flags |= ALARM_FLAG_TIME_SYNCED
             if msg.get("restore", False):
                 flags |= ALARM_FLAG_RESTORE
-            return struct.pack(">IBBIH", msg["event"], _code(ALARM_KINDS, msg["kind"], "alarm kind"), flags, msg["time_s"], msg.get("time_ms", 0))
+            return struct.pack(
+                ">IBBIH",
+                _int(msg["event"], 0, _U32, "event id"),
+                _code(ALARM_KINDS, msg["kind"], "alarm kind"),
+                flags,
+                _int(msg["time_s"], 0, _U32, "press time_s"),
+                _int(msg.get("time_ms", 0), 0, 999, "press time_ms"),
+            )
         if t == "ACK":
             return struct.pack(
-                ">BIIB", _code(TYPE_NAMES, msg["acked_type"], "acked type"), msg["acked_counter"], msg.get("event", 0), _code(ACK_STATUS, msg.get("status", "stored"), "ack status")
+                ">BIIB",
+                _code(TYPE_NAMES, msg["acked_type"], "acked type"),
+                _int(msg["acked_counter"], 0, _U32, "acked counter"),
+                _int(msg.get("event", 0), 0, _U32, "event id"),
+                _code(ACK_STATUS, msg.get("status", "stored"), "ack status"),
             )
         if t == "HEARTBEAT":
             fw = _pack_fw(msg["fw"])
             return struct.pack(
                 ">IBHBBbBBBHBBI",
-                msg["uptime_s"],
+                _int(msg["uptime_s"], 0, _U32, "uptime_s"),
                 _code(POWER_STATES, msg["power"], "power state"),
-                msg["battery_mv"],
+                _int(msg["battery_mv"], 0, _U16, "battery_mv"),
                 1 if msg["tamper"] else 0,
                 _code(LINKS, msg["link"], "link"),
-                msg["rssi_dbm"],
+                _int(msg["rssi_dbm"], -128, 127, "rssi_dbm"),
                 fw[0],
                 fw[1],
                 fw[2],
-                msg["outbox"],
+                _int(msg["outbox"], 0, _U16, "outbox depth"),
                 _code(BOOT_REASONS, msg.get("boot_reason", "none"), "boot reason"),
                 _faults_to_bits(msg.get("faults", ())),
-                msg.get("time_s", 0),
+                _int(msg.get("time_s", 0), 0, _U32, "time_s"),
             )
         if t == "CALL_STATE":
-            return struct.pack(">BIB", _code(CALL_STATES, msg["state"], "call state"), msg.get("event", 0), _code(PROMPTS, msg.get("prompt", "none"), "prompt"))
+            return struct.pack(
+                ">BIB",
+                _code(CALL_STATES, msg["state"], "call state"),
+                _int(msg.get("event", 0), 0, _U32, "event id"),
+                _code(PROMPTS, msg.get("prompt", "none"), "prompt"),
+            )
         if t == "COMMAND":
-            return struct.pack(">HB", msg["request"], _code(COMMAND_OPS, msg["op"], "command")) + bytes(msg.get("args", b""))
+            head = struct.pack(">HB", _int(msg["request"], 0, _U16, "request id"), _code(COMMAND_OPS, msg["op"], "command"))
+            return head + _bytes(msg.get("args", b""), "COMMAND args")
         if t == "RESULT":
-            return struct.pack(">HBB", msg["request"], _code(COMMAND_OPS, msg["op"], "command"), _code(RESULT_STATUS, msg["status"], "result status")) + bytes(msg.get("data", b""))
+            head = struct.pack(
+                ">HBB",
+                _int(msg["request"], 0, _U16, "request id"),
+                _code(COMMAND_OPS, msg["op"], "command"),
+                _code(RESULT_STATUS, msg["status"], "result status"),
+            )
+            return head + _bytes(msg.get("data", b""), "RESULT data")
         if t == "POLL" or t == "IDLE":
             return b""
-    except (KeyError, OverflowError, struct.error) as e:
+    except KeyError as e:
+        raise WireError(E_RANGE, "%s: missing field %s" % (t, e))
+    except (OverflowError, TypeError, struct.error) as e:
         raise WireError(E_RANGE, "%s: %r" % (t, e))
     raise WireError(E_RANGE, "unknown message type %r" % (t,))
 
@@ -476,6 +584,8 @@ def unpack_payload(mtype, p, box_id=None):
         return {"type": "ACK", "acked_type": _name(TYPE_NAMES, acked), "acked_counter": ctr, "event": event, "status": _name(ACK_STATUS, status)}
     if mtype == MSG_HEARTBEAT:
         f = struct.unpack(">IBHBBbBBBHBBI", p)
+        if f[3] > 1:
+            raise WireError(E_PAYLOAD, "HEARTBEAT tamper byte %d, expected 0 or 1" % f[3], box_id)
         return {
             "type": "HEARTBEAT",
             "uptime_s": f[0],
@@ -560,12 +670,16 @@ class ReplayWindow:
 
     Accepts a counter above the highest seen (`top`), or one of the WINDOW
     counters below it not seen before (frames may cross when a box switches
-    between RS-485 and LTE). `top` starts at `start` (the persisted value) and
-    nothing at or below it is accepted until a higher counter arrives."""
+    between RS-485 and LTE). `start` is the persisted highest counter (-1 for
+    a sender never heard from): the bitmap of what was seen below it is lost
+    on a restart, so `start` and every counter below it stay rejected for
+    good, even after higher counters move the window on."""
 
     def __init__(self, start=-1):
         self.top = start
-        self._seen = 0  # bit i set = counter top - 1 - i seen
+        # bit i set = counter top - 1 - i seen. After a restart nothing below
+        # the persisted counter may be accepted again: all bits start set.
+        self._seen = _WINDOW_MASK if start >= 0 else 0
 
     def check(self, counter, box_id=None):
         """Raise WireError(E_REPLAY) if counter would be rejected."""
@@ -582,11 +696,14 @@ class ReplayWindow:
         if counter > self.top:
             shift = counter - self.top
             if self.top < 0:
+                # First counter from a new sender: nothing below was seen.
                 self._seen = 0
             elif shift > WINDOW:
                 self._seen = 0
             else:
-                self._seen = ((self._seen << shift) | (1 << (shift - 1))) & _WINDOW_MASK
+                # Mask before shifting so the bitmap stays a small int on a
+                # 32-bit port (no long-int allocation per frame).
+                self._seen = ((self._seen & (_WINDOW_MASK >> shift)) << shift) | (1 << (shift - 1))
             self.top = counter
         else:
             self._seen |= 1 << (self.top - counter - 1)
