@@ -471,7 +471,9 @@ def _bytes(value, what):
     return bytes(value)
 
 
-_U8 = const(0xFF)
+# CPython raises struct.error; MicroPython has no struct.error (naming it in
+# an except clause would itself raise AttributeError) and raises ValueError.
+_STRUCT_ERROR = getattr(struct, "error", ValueError)
 _U16 = const(0xFFFF)
 _U32 = const(0xFFFFFFFF)
 
@@ -543,7 +545,7 @@ def pack_payload(msg):
             return b""
     except KeyError as e:
         raise WireError(E_RANGE, "%s: missing field %s" % (t, e))
-    except (OverflowError, TypeError, struct.error) as e:
+    except (OverflowError, TypeError, _STRUCT_ERROR) as e:
         raise WireError(E_RANGE, "%s: %r" % (t, e))
     raise WireError(E_RANGE, "unknown message type %r" % (t,))
 
@@ -620,12 +622,17 @@ class FrameReader:
 
     The transport feeds whatever it read; `feed` returns the complete,
     non-empty pieces (still COBS-encoded; pass each to decode_frame). The
-    buffer never holds more than MAX_ENCODED bytes: a longer run without a
-    delimiter is dropped up to the next 0x00 (hunting) and counted."""
+    buffer is allocated once, `limit` (MAX_ENCODED) bytes, and never grows: a
+    longer run without a delimiter is dropped up to the next 0x00 (hunting)
+    and counted in `oversize` (runs) and `dropped_bytes`. Feeding allocates
+    only the pieces it returns, so a UART read loop does not fragment a small
+    heap."""
 
     def __init__(self, limit=MAX_ENCODED):
         self.limit = limit
-        self._buf = bytearray()
+        self._buf = bytearray(limit)
+        self._view = memoryview(self._buf)
+        self._len = 0  # bytes of the current piece held in _buf
         self._hunting = False  # dropping an oversize run up to the next 0x00
         self.dropped_bytes = 0
         self.oversize = 0
@@ -634,32 +641,37 @@ class FrameReader:
         pieces = []
         start = 0
         n = len(data)
+        src = None
         while start < n:
             z = data.find(b"\x00", start)
             end = n if z < 0 else z
+            run = end - start
             if self._hunting:
-                self.dropped_bytes += end - start
-            elif len(self._buf) + end - start > self.limit:
-                self.dropped_bytes += len(self._buf) + end - start
-                self._buf = bytearray()
+                self.dropped_bytes += run
+            elif self._len + run > self.limit:
+                self.dropped_bytes += self._len + run
+                self._len = 0
                 self._hunting = True
                 self.oversize += 1
-            else:
-                self._buf.extend(data[start:end])
+            elif run:
+                if src is None:
+                    src = memoryview(data)
+                self._view[self._len : self._len + run] = src[start:end]
+                self._len += run
             if z < 0:
                 break
             # A delimiter: close the piece.
             if self._hunting:
                 self._hunting = False
-            elif self._buf:
-                pieces.append(bytes(self._buf))
-                self._buf = bytearray()
+            elif self._len:
+                pieces.append(bytes(self._view[: self._len]))
+                self._len = 0
             start = z + 1
         return pieces
 
     def pending(self):
         """Bytes held waiting for a delimiter."""
-        return len(self._buf)
+        return self._len
 
 
 # ---------------------------------------------------------------- replay
