@@ -1,0 +1,298 @@
+"""Frame ingest, the gateway's core: verify -> replay window -> dedupe ->
+decide ACK and events, then one commit per batch.
+
+Transports hand pieces (COBS-encoded bytes between two 0x00) to `process()`
+with the time; it returns an `Outcome` (the frame, the ACK to send once the
+batch is committed, the events it made) or raises wire.WireError. `commit()`
+writes the whole batch in one SQLite transaction; only after it returns may
+the transports send the ACKs. If it raises StorageError, the replay windows go
+back to where they were before the batch (the box will resend, perhaps with the
+same counter), no ACK is sent, and gateway-made events are carried into the
+next batch. No sleeping, no sockets: the shells (lte.py, rs485.py, app.py) do
+the I/O and call this from the event loop.
+
+Replay scheme (docs/gateway.md): per box, the highest uplink counter accepted
+and the 24-bit window bitmap below it are written in the same transaction as
+the frame's effects. After a crash the window is exactly what was committed:
+a frame accepted but not committed was not ACKed, and accepting it again is
+right (its alarm is deduplicated by event id anyway).
+"""
+
+import datetime
+import logging
+
+from callbox_firmware import wire
+
+from .errors import StorageError
+from .observe import RateLimitedLog, kv
+from .store import TX_RESERVE_BLOCK
+
+log = logging.getLogger(__name__)
+
+_ACKED_TYPES = (wire.MSG_ALARM, wire.MSG_HEARTBEAT, wire.MSG_RESULT)
+# A box's own trouble kinds that also have a state in supervision.
+_BOX_KINDS = tuple(wire.ALARM_KINDS.values())
+
+
+def iso(ts):
+    """Epoch seconds -> '2026-11-28T19:20:01.123Z'."""
+    d = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (d.microsecond // 1000)
+
+
+def event_id(box_id, event):
+    return "%08x-%08x" % (box_id, event)
+
+
+class Outcome:
+    __slots__ = ("frame", "ack", "events", "status")
+
+    def __init__(self, frame, ack=None, events=(), status=None):
+        self.frame = frame
+        self.ack = ack  # message dict for wire.encode_message, or None
+        self.events = list(events)
+        self.status = status  # "stored" / "duplicate" for an ALARM
+
+
+class Ingest:
+    def __init__(self, registry, store, supervisor, sinks, metrics, on_event=None):
+        self.registry = registry
+        self.store = store
+        self.sup = supervisor
+        self.sinks = list(sinks)  # sink names: one outbox row each per event
+        self.metrics = metrics
+        self.on_event = on_event  # called with each committed event
+        self.rlog = RateLimitedLog(log)
+        self._windows = {}  # box_id -> wire.ReplayWindow
+        self._tx = {}  # box_id -> [next counter, reserved up to]
+        # The batch being built.
+        self._events = []
+        self._event_ids = set()
+        self._touched = {}  # box_id -> (top, seen) before the batch
+        self._states = set()
+        self._carry = []  # gateway events whose commit failed
+        self.batches = 0
+
+    # ------------------------------------------------------------ keys, windows
+
+    def forget(self, box_id):
+        """The box was revoked or re-keyed: drop cached windows and counters."""
+        self._windows.pop(box_id, None)
+        self._tx.pop(box_id, None)
+
+    def _window(self, box_id):
+        w = self._windows.get(box_id)
+        if w is None:
+            top, seen, _ = self.store.load_replay(box_id)
+            w = wire.ReplayWindow(top)
+            w._seen = seen
+            self._windows[box_id] = w
+        return w
+
+    # ------------------------------------------------------------ one frame
+
+    def reject(self, e, link):
+        """Count and (rate-limited) log a rejected piece."""
+        self.metrics.inc("frames_rejected", reason=e.reason, link=link)
+        if e.reason in (wire.E_UNKNOWN_BOX, wire.E_AUTH, wire.E_REPLAY):
+            self.rlog.warning((e.reason, e.box_id), "frame_rejected", reason=e.reason, box=e.box_id, link=link, detail=e.detail)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug(kv("frame_rejected", reason=e.reason, link=link, detail=e.detail))
+
+    def process(self, piece, link, now, wall, bus_addr=None, conn_box=None):
+        """Decode and judge one piece. Raises wire.WireError (already counted).
+
+        bus_addr: the address just polled (RS-485); conn_box: the box this LTE
+        connection belongs to, or None before its first good frame."""
+        try:
+            frame = wire.decode_frame(piece, self.registry.key_for, expect_down=False)
+            if conn_box is not None and frame.box_id != conn_box:
+                raise wire.WireError(wire.E_TYPE, "frame for box %d on box %d's connection" % (frame.box_id, conn_box), frame.box_id)
+            if bus_addr is not None:
+                box = self.registry.get(frame.box_id)
+                if frame.addr != bus_addr or box is None or box.bus_addr != bus_addr:
+                    raise wire.WireError(wire.E_TYPE, "reply from address %d to a poll of %d" % (frame.addr, bus_addr), frame.box_id)
+            w = self._window(frame.box_id)
+            if frame.box_id not in self._touched:
+                self._touched[frame.box_id] = (w.top, w._seen)
+            w.accept(frame.counter, frame.box_id)
+        except wire.WireError as e:
+            self.reject(e, link)
+            raise
+        self.metrics.inc("frames_accepted", type=frame.type_name, link=link)
+        box_id = frame.box_id
+        self._states.add(box_id)
+        out = Outcome(frame)
+        for ch in self.sup.seen(box_id, now):
+            out.events.append(self._gateway_event(ch, wall, link))
+        m = frame.msg
+        t = frame.mtype
+        if t == wire.MSG_ALARM:
+            eid = event_id(box_id, m["event"])
+            if eid in self._event_ids or self.store.has_event(eid):
+                out.status = "duplicate"
+                self.metrics.inc("alarms_duplicate")
+            else:
+                out.status = "stored"
+                ev = self._box_event(frame, eid, wall, link)
+                self._event_ids.add(eid)
+                out.events.append(ev)
+                if m["kind"] in ("tamper", "power", "battery"):
+                    self.sup.box_alarm(box_id, m["kind"], m["restore"], now)
+                box = self.registry.get(box_id)
+                if box is not None and m["event"] < box.event_start:
+                    self.rlog.warning(("event_start", box_id), "alarm_below_event_start", box=box_id, event=m["event"], event_start=box.event_start,
+                                      hint="the box's event counter was not set on replacement; check provisioning")
+            out.ack = {"type": "ACK", "acked_type": "ALARM", "acked_counter": frame.counter, "event": m["event"], "status": out.status}
+        elif t == wire.MSG_HEARTBEAT:
+            for ch in self.sup.heartbeat(box_id, m, now, wall):
+                out.events.append(self._gateway_event(ch, wall, link))
+            out.ack = {"type": "ACK", "acked_type": "HEARTBEAT", "acked_counter": frame.counter, "event": 0, "status": "stored"}
+        elif t == wire.MSG_RESULT:
+            s = self.sup.boxes[box_id]
+            res = {"time": iso(wall), "request": m["request"], "op": m["op"], "status": m["status"], "data": m["data"].hex()}
+            if m["op"] == "selftest":
+                s.health["selftest"] = {"time": iso(wall), "passed": m["status"] == "ok", "items": _selftest_items(m["data"])}
+            s.health["last_result"] = res
+            out.ack = {"type": "ACK", "acked_type": "RESULT", "acked_counter": frame.counter, "event": m["request"], "status": "stored"}
+        # IDLE: nothing to ACK; it only proves the box is alive.
+        self._events.extend(e for e in out.events if e["_source"] == "gateway")
+        return out
+
+    def supervise(self, now, wall):
+        """Periodic supervision tick: offline boxes become gateway events in
+        the next batch."""
+        evs = [self._gateway_event(ch, wall, "gateway") for ch in self.sup.tick(now)]
+        self._events.extend(evs)
+        for ev in evs:
+            self._states.add(ev["box_id"])
+        return evs
+
+    def _box_event(self, frame, eid, wall, link):
+        m = frame.msg
+        box = self.registry.get(frame.box_id)
+        if m["time_synced"]:
+            press = m["time_s"] + m["time_ms"] / 1000.0
+        else:
+            # Uptime-based: place it against the box's last heartbeat uptime.
+            press = wall
+            h = self.sup.boxes.get(frame.box_id)
+            if h is not None and h.health.get("last_heartbeat"):
+                box_uptime_now = h.health["uptime_s"] + (wall - h.health["last_heartbeat"])
+                press = min(wall, wall - (box_uptime_now - (m["time_s"] + m["time_ms"] / 1000.0)))
+        ev = self._event_base(frame.box_id, box, eid, m["kind"], m["restore"], wall, link)
+        ev["press_time"] = iso(press)
+        ev["press_time_synced"] = bool(m["time_synced"])
+        ev["_source"] = "box"
+        ev["_event"] = m["event"]
+        self._events.append(ev)
+        return ev
+
+    def _gateway_event(self, change, wall, link):
+        box_id, kind, restore = change
+        box = self.registry.get(box_id)
+        ev = self._event_base(box_id, box, None, kind, restore, wall, link if link != "gateway" else (box.link if box else "none"))
+        ev["press_time"] = iso(wall)
+        ev["press_time_synced"] = True
+        ev["_source"] = "gateway"
+        return ev
+
+    def _event_base(self, box_id, box, eid, kind, restore, wall, link):
+        return {
+            "event_id": eid, "box_id": box_id, "junction": box.junction if box else "", "lat": box.lat if box else None,
+            "lon": box.lon if box else None, "kind": kind, "restore": bool(restore), "press_time": None, "press_time_synced": True,
+            "received_time": iso(wall), "link": link, "snapshot_url": None, "clip": None, "_received_s": wall,
+        }
+
+    # ------------------------------------------------------------ the batch
+
+    def pending(self):
+        return bool(self._events or self._touched or self._states or self._carry)
+
+    def commit(self):
+        """Write the batch; return the committed events. Raises StorageError
+        (nothing written; windows restored; no ACK may be sent)."""
+        events = self._carry + self._events
+        touched = self._touched
+        states = self._states
+
+        def tx():
+            for ev in events:
+                if ev["event_id"] is None:
+                    ev["event_id"] = "%08x-g%d" % (ev["box_id"], self.store.next_gateway_seq())
+                self.store.add_event(ev, self.sinks)
+            for box_id in touched:
+                w = self._windows[box_id]
+                self.store.save_rx(box_id, w.top, w._seen)
+            for box_id in states:
+                s = self.sup.boxes.get(box_id)
+                if s is not None:
+                    self.store.save_state(box_id, s.persist())
+
+        self._events, self._event_ids, self._touched, self._states = [], set(), {}, set()
+        try:
+            self.store.transaction(tx)
+        except StorageError:
+            for box_id, (top, seen) in touched.items():
+                w = self._windows.get(box_id)
+                if w is not None:
+                    w.top, w._seen = top, seen
+            gw = [e for e in events if e["_source"] == "gateway"]
+            for e in gw:
+                if e["event_id"] and "-g" in e["event_id"]:
+                    e["event_id"] = None  # its sequence number was rolled back too
+            self._carry = gw
+            self._states |= states
+            self.metrics.inc("commit_failures")
+            raise
+        self._carry = []
+        self.batches += 1
+        self.metrics.inc("commits")
+        for ev in events:
+            self.metrics.inc("events_stored", kind=ev["kind"], source=ev["_source"])
+            log.info(kv("event_stored", box=ev["box_id"], event_id=ev["event_id"], kind=ev["kind"], restore=ev["restore"], link=ev["link"]))
+            if self.on_event is not None:
+                self.on_event(ev)
+        return events
+
+    def abort(self):
+        """Drop the batch without writing (the transport died before commit):
+        windows go back, no ACKs."""
+        for box_id, (top, seen) in self._touched.items():
+            w = self._windows.get(box_id)
+            if w is not None:
+                w.top, w._seen = top, seen
+        self._events, self._event_ids, self._touched = [e for e in self._events if e["_source"] == "gateway"], set(), {}
+
+    # ------------------------------------------------------------ downlink
+
+    def encode_down(self, box_id, msg, addr=0):
+        """Encode a gateway->box frame with the box's next downlink counter."""
+        box = self.registry.get(box_id)
+        if box is None:
+            raise wire.WireError(wire.E_UNKNOWN_BOX, "not registered", box_id)
+        c = self._tx.get(box_id)
+        if c is None:
+            _, _, reserved = self.store.load_replay(box_id)
+            c = self._tx[box_id] = [reserved, reserved]
+        if c[0] >= c[1]:
+            upto = c[0] + TX_RESERVE_BLOCK
+            self.store.transaction(lambda: self.store.reserve_tx(box_id, upto))
+            c[1] = upto
+        n = c[0]
+        c[0] += 1
+        return wire.encode_message(box.key, msg, box_id, n, addr)
+
+
+def _selftest_items(data):
+    """RESULT data of a self-test: 'speaker=pass,mic=fail' (ASCII)."""
+    items = {}
+    try:
+        text = bytes(data).decode("ascii")
+    except UnicodeDecodeError:
+        return {"raw": bytes(data).hex()}
+    for part in text.split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            items[k.strip()] = v.strip()
+    return items

@@ -1,0 +1,82 @@
+"""Group commit: the thin shell between the transports and the ingest core.
+
+Transports call `submit()` from the event loop for each piece they read. The
+first submit of a loop iteration schedules one `flush()` with call_soon, so
+every piece read in the same iteration (hundreds under load) shares one SQLite
+commit, one fsync. After the commit each transport's `reply(outcome, ok)` is
+called: ok=True means the ACK may go out; ok=False means the batch was not
+stored (disk full): the transport sends nothing and the box retries.
+"""
+
+import logging
+
+from .errors import StorageError
+from .observe import kv
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    def __init__(self, ingest, clock, loop, metrics):
+        self.ingest = ingest
+        self.clock = clock
+        self.loop = loop
+        self.metrics = metrics
+        self._replies = []
+        self._scheduled = False
+        self.on_commit = []  # callables(events) after each good commit
+        self._full_warned = False
+
+    def submit(self, piece, link, reply, bus_addr=None, conn_box=None):
+        """Judge one piece now; reply(outcome, ok) after the commit.
+        Raises wire.WireError for a rejected piece (counted, no reply)."""
+        out = self.ingest.process(piece, link, self.clock.monotonic(), self.clock.wall(), bus_addr, conn_box)
+        self._replies.append((reply, out))
+        self._schedule()
+        return out
+
+    def kick(self):
+        """Something other than a frame (a supervision tick) changed the batch."""
+        if self.ingest.pending():
+            self._schedule()
+
+    def _schedule(self):
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self):
+        self._scheduled = False
+        replies, self._replies = self._replies, []
+        if not replies and not self.ingest.pending():
+            return
+        try:
+            events = self.ingest.commit()
+        except StorageError as e:
+            if not self._full_warned:
+                log.error(kv("commit_failed", frames=len(replies), error=str(e)))
+                self._full_warned = True
+            else:
+                log.debug(kv("commit_failed", frames=len(replies), error=str(e)))
+            for reply, out in replies:
+                _safe(reply, out, False)
+            return
+        if self._full_warned:
+            log.warning(kv("commit_recovered"))
+            self._full_warned = False
+        self.metrics.inc("frames_committed", len(replies))
+        for reply, out in replies:
+            _safe(reply, out, True)
+        if events:
+            for fn in self.on_commit:
+                try:
+                    fn(events)
+                except Exception:
+                    log.exception(kv("on_commit_failed"))
+
+
+def _safe(reply, out, ok):
+    try:
+        reply(out, ok)
+    except Exception:
+        log.exception(kv("reply_failed", box=out.frame.box_id))
