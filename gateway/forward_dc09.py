@@ -40,7 +40,6 @@ from .errors import ConfigError, DeliveryError
 log = logging.getLogger(__name__)
 
 # Defaults, each with its reason.
-DEFAULT_PORT = 0  # no standard port: every ARC publishes its own
 DEFAULT_CONNECT_TIMEOUT_S = 5.0  # TCP connect over the uplink; LTE setup can take seconds
 DEFAULT_ACK_TIMEOUT_S = 10.0  # DC-09 receivers answer in well under a second; 10 s covers a slow LTE uplink
 DEFAULT_SUPERVISION_INTERVAL_S = 60.0  # NULL link test when idle; ARCs flag a path after a few missed ones
@@ -116,12 +115,14 @@ class Dc09Config:
         self.token = token
         self.account_mode = account_mode
         self.junction_accounts = {k: _account(v, "forward.dc09.junction_accounts[%r]" % k) for k, v in (junction_accounts or {}).items()}
-        self.box_accounts = {int(k): _account(v, "forward.dc09.box_accounts[%r]" % k) for k, v in (box_accounts or {}).items()}
+        self.box_accounts = {
+            _box_id(k, "forward.dc09.box_accounts"): _account(v, "forward.dc09.box_accounts[%r]" % k) for k, v in (box_accounts or {}).items()
+        }
         self.box_zones = {}
         for k, v in (box_zones or {}).items():
             if not isinstance(v, int) or not 0 <= v <= 999:
                 raise ConfigError("forward.dc09.box_zones[%r] must be a zone number 0..999, not %r" % (k, v))
-            self.box_zones[int(k)] = v
+            self.box_zones[_box_id(k, "forward.dc09.box_zones")] = v
         self.gateway_account = _account(gateway_account, "forward.dc09.gateway_account")
         self.connect_timeout_s = float(connect_timeout_s)
         self.ack_timeout_s = float(ack_timeout_s)
@@ -172,6 +173,14 @@ class Dc09Config:
         if not 0 <= zone <= 999:
             raise dc09.Dc09FormatError("unmapped", "box id above 999 needs a zone in forward.dc09.box_zones", box_id)
         return account, 1, zone
+
+
+def _box_id(key, where):
+    """TOML table keys are strings: '42' -> 42."""
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        raise ConfigError("%s: keys are box ids (whole numbers), not %r" % (where, key)) from None
 
 
 def _account(value, where):
