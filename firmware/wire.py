@@ -687,11 +687,18 @@ class ReplayWindow:
     on a restart, so `start` and every counter below it stay rejected for
     good, even after higher counters move the window on."""
 
-    def __init__(self, start=-1):
+    def __init__(self, start=-1, seen=None):
         self.top = start
         # bit i set = counter top - 1 - i seen. After a restart nothing below
-        # the persisted counter may be accepted again: all bits start set.
-        self._seen = _WINDOW_MASK if start >= 0 else 0
+        # the persisted counter may be accepted again: all bits start set,
+        # unless the caller persisted the bitmap too (`seen`, from state()).
+        if seen is None:
+            seen = _WINDOW_MASK if start >= 0 else 0
+        self._seen = seen & _WINDOW_MASK
+
+    def state(self):
+        """(top, seen bitmap): what to persist to restore this window exactly."""
+        return self.top, self._seen
 
     def check(self, counter, box_id=None):
         """Raise WireError(E_REPLAY) if counter would be rejected."""
