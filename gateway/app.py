@@ -13,6 +13,7 @@ HTTP (aiohttp, http.host:http.port, default 127.0.0.1:8480):
 
 import asyncio
 import hmac
+import inspect
 import json
 import logging
 import os
@@ -60,6 +61,25 @@ class Hooks:
     def verify_console_token(self, request):
         return self._gw.check_token(request, self._gw.console_token)
 
+    def on_media(self, event_id, meta):
+        """The media service's callback: snapshot (clip None) and later the
+        clip are ready for event_id."""
+        try:
+            box_id = int(event_id.split("-")[0], 16)
+        except (ValueError, AttributeError):
+            log.warning(kv("on_media_bad_event_id", event_id=event_id))
+            return
+        meta = meta or {}
+        self.attach_media(event_id, box_id, meta.get("snapshot_url"), meta.get("clip"))
+
+    def on_selftest(self, box_id, result):
+        """An audio self-test result from the media service: shown in the
+        next health report."""
+        s = self._gw.supervisor.boxes.get(int(box_id))
+        if s is not None:
+            s.health["selftest"] = result
+            self._gw.health_changed.set()
+
     def attach_media(self, event_id, box_id, snapshot_url=None, clip=None):
         """Snapshot/clip ready after the alarm: queued as POST /api/v1/media
         to every console sink (durable, retried on 404)."""
@@ -84,6 +104,7 @@ class Gateway:
         self.bus = None
         self.media = None
         self._tasks = []
+        self._media_tasks = set()
         self._runner = None
         self.http_port = None
         self.health_changed = asyncio.Event()
@@ -214,6 +235,8 @@ class Gateway:
         self.http_port = site._server.sockets[0].getsockname()[1]
 
     async def stop(self):
+        for t in list(self._media_tasks):
+            t.cancel()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -249,9 +272,19 @@ class Gateway:
         for ev in events:
             if ev["_source"] == "box" and ev["kind"] in _ALARM_KINDS_WITH_MEDIA and not ev["restore"]:
                 try:
-                    self.media.on_alarm(ev["box_id"], ev["event_id"], ev["press_time"])
+                    r = self.media.on_alarm(ev["box_id"], ev["event_id"], ev["press_time"], kind=ev["kind"], synced=ev["press_time_synced"])
                 except Exception as e:
                     log.error(kv("media_on_alarm_failed", box=ev["box_id"], event_id=ev["event_id"], error=repr(e)))
+                    continue
+                if inspect.isawaitable(r):
+                    t = asyncio.ensure_future(r)
+                    self._media_tasks.add(t)
+                    t.add_done_callback(self._media_done)
+
+    def _media_done(self, t):
+        self._media_tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error(kv("media_on_alarm_failed", error=repr(t.exception())))
 
     def _registry_changed(self, box_id, box):
         self.ingest.forget(box_id)
