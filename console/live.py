@@ -1,0 +1,62 @@
+"""The live board's fan-out: every open WebSocket gets every update, in order.
+
+Each client has a bounded queue; a client that falls this far behind (a
+frozen tab) is disconnected and resynchronises on reconnect, instead of
+letting the console's memory grow. Box-health updates waiting in a queue are
+merged into one message before sending, so 1,000 boxes reporting every few
+seconds cost one frame per client, not one per report."""
+
+import asyncio
+import collections
+import logging
+
+log = logging.getLogger(__name__)
+
+# Messages waiting per browser before it is dropped (then it reconnects and
+# gets a full snapshot): about a minute of a busy night.
+CLIENT_QUEUE_MAX = 2000
+
+
+class Client:
+    def __init__(self, username):
+        self.username = username
+        self._queue = collections.deque()
+        self._ready = asyncio.Event()
+        self.overflowed = asyncio.Event()
+
+    def put(self, msg):
+        if len(self._queue) >= CLIENT_QUEUE_MAX:
+            self.overflowed.set()
+            return
+        self._queue.append(msg)
+        self._ready.set()
+
+    async def next_message(self):
+        """The next message; consecutive box updates merged into one."""
+        while not self._queue:
+            self._ready.clear()
+            await self._ready.wait()
+        msg = self._queue.popleft()
+        if msg.get("type") != "boxes":
+            return msg
+        merged = {b["box_id"]: b for b in msg["boxes"]}
+        # Stop at the first other message, so an alarm is never overtaken.
+        while self._queue and self._queue[0].get("type") == "boxes":
+            for b in self._queue.popleft()["boxes"]:
+                merged[b["box_id"]] = b
+        return {"type": "boxes", "boxes": list(merged.values())}
+
+
+class Hub:
+    def __init__(self):
+        self.clients = set()
+
+    def add(self, client):
+        self.clients.add(client)
+
+    def remove(self, client):
+        self.clients.discard(client)
+
+    def broadcast(self, msg):
+        for c in list(self.clients):
+            c.put(msg)

@@ -1,0 +1,389 @@
+// The operators' board: one page, live over a WebSocket. No framework; every
+// string from /ui/i18n.json; text from gateways is always set with
+// textContent, never parsed as HTML.
+"use strict";
+
+const CB = window.__callbox = {beeps: 0, seen: {}, callState: "", ready: false};
+const S = {me: null, strings: {}, lang: localStorage.getItem("callbox_lang") || "en", incidents: new Map(),
+  recent: [], boxes: new Map(), map: null, audio: null, ws: null, tab: "board", healthDirty: true,
+  mapDirty: true, call: null};
+
+function t(key) { return (S.strings[S.lang] || {})[key] || key; }
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) e.setAttribute(k, v);
+  }
+  for (const k of kids) if (k !== null && k !== undefined) e.append(k);
+  return e;
+}
+function fmt(epoch) {
+  if (!epoch) return "";
+  const off = (S.me ? S.me.tz_offset_min : 330) * 60000;
+  return new Date(epoch * 1000 + off).toISOString().replace("T", " ").slice(0, 19);
+}
+function fmtIso(iso) { const d = Date.parse(iso); return isNaN(d) ? (iso || "") : fmt(d / 1000); }
+function can(p) { return S.me && S.me.permissions.includes(p); }
+
+async function api(method, url, body) {
+  const opts = {method, headers: {"X-CSRF-Token": S.me ? S.me.csrf : ""}, credentials: "same-origin"};
+  if (body !== undefined) { opts.headers["Content-Type"] = "application/json"; opts.body = JSON.stringify(body); }
+  const r = await fetch(url, opts);
+  if (r.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+  return data;
+}
+
+// ---- sound: WebAudio beeps (a browser allows sound after the first click) ----
+function ensureAudio() {
+  if (!S.audio) { try { S.audio = new AudioContext(); } catch (e) { return; } }
+  if (S.audio.state === "suspended") S.audio.resume();
+  document.getElementById("sound").textContent = t(S.audio.state === "running" ? "sound_is_on" : "sound_on");
+}
+function beep(kind) {
+  CB.beeps += 1;
+  ensureAudio();
+  if (!S.audio) return;
+  const n = kind === "panic" ? 4 : 2, f = kind === "panic" ? 1320 : 880;
+  const now = S.audio.currentTime;
+  for (let i = 0; i < n; i++) {
+    const o = S.audio.createOscillator(), g = S.audio.createGain();
+    o.frequency.value = f; o.type = "square"; g.gain.value = 0.15;
+    o.connect(g).connect(S.audio.destination);
+    o.start(now + i * 0.25); o.stop(now + i * 0.25 + 0.15);
+  }
+}
+
+// ---- i18n ----
+function applyStrings() {
+  document.documentElement.lang = S.lang;
+  document.querySelectorAll("[data-t]").forEach(e => { e.textContent = t(e.dataset.t); });
+  document.title = t("app_title");
+  fillSelect("h-kind", [""].concat(S.me.kinds), k => k ? t("kind_" + k) : t("any"));
+  fillSelect("h-status", ["", "new", "acknowledged", "dispatched", "closed"], k => k ? t("status_" + k) : t("any"));
+  fillSelect("op-role", ["operator", "supervisor", "admin"], k => t("role_" + k));
+  renderAll();
+}
+function fillSelect(id, values, label) {
+  const s = document.getElementById(id), keep = s.value;
+  s.replaceChildren(...values.map(v => el("option", {value: v, text: label(v)})));
+  s.value = keep;
+}
+
+// ---- board ----
+function kindLabel(inc) { return t("kind_" + inc.kind) + (inc.restore ? " - " + t("outcome_restored") : ""); }
+function sortKey(inc) {
+  const rank = {new: 0, acknowledged: 1, dispatched: 2}[inc.status] || 3;
+  return [rank, inc.kind === "panic" ? 0 : inc.kind === "emergency" ? 1 : 2, -inc.id];
+}
+function cmp(a, b) { const x = sortKey(a), y = sortKey(b); for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i]; return 0; }
+
+function card(inc) {
+  const mine = inc.assigned_to && S.me && inc.assigned_to === S.me.username && inc.status === "new";
+  const c = el("article", {class: ["alarm", "kind-" + inc.kind, "status-" + inc.status, mine ? "mine" : "",
+    inc.escalations ? "escalated" : ""].join(" "), id: "incident-" + inc.id, "data-event": inc.event_id,
+    "data-status": inc.status});
+  c.append(el("header", {},
+    el("span", {class: "kind", text: kindLabel(inc)}),
+    el("span", {class: "status", text: t("status_" + inc.status)}),
+    inc.escalations ? el("span", {class: "badge esc", text: t("escalated") + " x" + inc.escalations}) : null,
+    mine ? el("span", {class: "badge mine", text: t("assigned_to_you")}) : null));
+  const facts = el("dl", {},
+    el("dt", {text: t("junction")}), el("dd", {class: "junction", text: inc.junction || "?"}),
+    el("dt", {text: t("box")}), el("dd", {class: "box", text: String(inc.box_id)}),
+    el("dt", {text: t("press_time")}), el("dd", {text: fmtIso(inc.press_time) + (inc.press_time_synced ? "" : " (?)")}),
+    el("dt", {text: t("received")}), el("dd", {text: fmt(inc.console_time)}));
+  if (inc.assigned_to && inc.status === "new") facts.append(el("dt", {text: t("assigned_to")}), el("dd", {class: "assigned", text: inc.assigned_to}));
+  if (inc.ack_by) facts.append(el("dt", {text: t("status_acknowledged")}), el("dd", {text: inc.ack_by + " " + fmt(inc.ack_at)}));
+  if (inc.unit) facts.append(el("dt", {text: t("unit")}), el("dd", {text: inc.unit + (inc.dispatch_note ? " - " + inc.dispatch_note : "")}));
+  if (inc.call_duration_s !== null && inc.call_duration_s !== undefined) facts.append(el("dt", {text: t("call_duration")}), el("dd", {class: "call-duration", text: inc.call_duration_s + " s"}));
+  if (inc.recording_url) facts.append(el("dt", {text: t("recording")}), el("dd", {}, el("a", {href: "/ui/media/" + inc.id + "/recording", target: "_blank", text: t("recording")})));
+  const media = el("div", {class: "media"});
+  if (inc.snapshot_url) media.append(el("img", {src: "/ui/media/" + inc.id + "/snapshot", alt: t("snapshot"), class: "snapshot"}));
+  else media.append(el("div", {class: "no-media", text: t("no_media")}));
+  if (inc.clip && inc.clip.url) media.append(el("a", {href: "/ui/media/" + inc.id + "/clip", target: "_blank", class: "clip", text: t("clip")}));
+  c.append(el("div", {class: "body"}, facts, media), actions(inc));
+  return c;
+}
+
+function actions(inc) {
+  const a = el("div", {class: "actions"});
+  if (!can("incident.act")) return a;
+  const act = (name, form) => api("POST", "/ui/api/incidents/" + inc.id + "/" + name, form || {})
+    .then(r => upsert(r.incident)).catch(e => alert(e.message));
+  if (inc.status === "new") a.append(el("button", {class: "ack primary", text: t("acknowledge"), onclick: () => act("acknowledge")}));
+  if (inc.status === "acknowledged" || inc.status === "dispatched") {
+    const unit = el("input", {class: "unit", placeholder: t("unit"), name: "unit"});
+    const note = el("input", {class: "note", placeholder: t("note"), name: "note"});
+    a.append(el("div", {class: "row"}, unit, note, el("button", {class: "dispatch", text: t("dispatch"),
+      onclick: () => act("dispatch", {unit: unit.value, note: note.value})})));
+    const outcome = el("select", {class: "outcome", name: "outcome"}, ...S.me.outcomes.map(o => el("option", {value: o, text: t("outcome_" + o)})));
+    const cnote = el("input", {class: "close-note", placeholder: t("note"), name: "close_note"});
+    a.append(el("div", {class: "row"}, outcome, cnote, el("button", {class: "close", text: t("close"),
+      onclick: () => act("close", {outcome: outcome.value, note: cnote.value})})));
+  }
+  if (inc.kind === "emergency" && inc.status !== "closed")
+    a.append(el("button", {class: "call-btn", text: t("start_call"), onclick: () => startCall(inc)}));
+  return a;
+}
+
+function renderBoard() {
+  const box = document.getElementById("alarms");
+  const open = [...S.incidents.values()].filter(i => i.status !== "closed").sort(cmp);
+  // keep what an operator is typing when a card is redrawn
+  const typed = {};
+  box.querySelectorAll("input, select").forEach(i => { const c = i.closest("article"); if (c) typed[c.id + "/" + i.name] = i.value; });
+  box.replaceChildren(...open.map(card));
+  box.querySelectorAll("input, select").forEach(i => { const k = i.closest("article").id + "/" + i.name; if (k in typed) i.value = typed[k]; });
+  document.getElementById("no-alarms").classList.toggle("hidden", open.length > 0);
+  const rb = document.querySelector("#recent tbody");
+  rb.replaceChildren(...S.recent.slice(0, 20).map(i => el("tr", {class: "kind-" + i.kind},
+    el("td", {text: fmt(i.console_time)}), el("td", {text: kindLabel(i)}), el("td", {text: i.junction}),
+    el("td", {text: String(i.box_id)}), el("td", {text: t("status_" + i.status)}))));
+}
+
+function upsert(inc, alertKind) {
+  const had = S.incidents.get(inc.id);
+  S.incidents.set(inc.id, inc);
+  S.recent = [inc].concat(S.recent.filter(r => r.id !== inc.id)).sort((a, b) => b.id - a.id).slice(0, 20);
+  if (inc.status === "closed") S.incidents.delete(inc.id);
+  if (!(inc.event_id in CB.seen)) CB.seen[inc.event_id] = Date.now();
+  renderBoard();
+  S.mapDirty = true; scheduleRender();
+  if (alertKind === "new" || alertKind === "escalated") {
+    beep(inc.kind);
+    const c = document.getElementById("incident-" + inc.id);
+    if (c) { c.classList.add("flash"); setTimeout(() => c.classList.remove("flash"), 3000); }
+  }
+  if (S.call && S.call.inc.id === inc.id) S.call.inc = inc;
+  return had;
+}
+
+// ---- health and map ----
+function boxFlags(b) {
+  const st = b.selftest || null;
+  return {offline: !b.online, selftestFailed: st && st.passed === false, tamper: !!b.tamper,
+    onBattery: b.power && b.power !== "mains"};
+}
+function boxClass(b) {
+  const f = boxFlags(b);
+  const alarm = [...S.incidents.values()].some(i => i.box_id === b.box_id && i.status !== "closed" && !i.restore);
+  return alarm ? "alarm" : f.offline ? "offline" : (f.selftestFailed || f.tamper) ? "warn" : f.onBattery ? "battery" : "ok";
+}
+function renderHealth() {
+  const boxes = [...S.boxes.values()];
+  const online = boxes.filter(b => b.online).length;
+  document.getElementById("health-summary").textContent = online + " / " + boxes.length + " " + t("boxes_online");
+  if (S.tab !== "health") return;
+  boxes.sort((a, b) => (a.online - b.online) || (boxFlags(b).selftestFailed - boxFlags(a).selftestFailed) || (a.box_id - b.box_id));
+  const tb = document.querySelector("#health-table tbody");
+  tb.replaceChildren(...boxes.map(b => {
+    const f = boxFlags(b), st = b.selftest;
+    const tr = el("tr", {id: "box-" + b.box_id, class: [f.offline ? "offline" : "", f.selftestFailed ? "selftest-failed" : ""].join(" ")},
+      el("td", {text: String(b.box_id)}), el("td", {text: b.junction || ""}),
+      el("td", {class: "online", text: b.online ? t("online") : t("offline") + (b.stale ? " (" + t("stale") + ")" : "")}),
+      el("td", {text: fmtIso(b.last_heartbeat)}),
+      el("td", {text: b.power === "mains" ? t("mains") : (b.power || "")}),
+      el("td", {text: b.battery_mv ? (b.battery_mv / 1000).toFixed(1) + " V" : ""}),
+      el("td", {class: f.tamper ? "bad" : "", text: b.tamper ? t("yes") : t("no")}),
+      el("td", {text: b.link || ""}),
+      el("td", {text: (b.rssi_dbm !== undefined && b.rssi_dbm !== null) ? b.rssi_dbm + " dBm" : ""}),
+      el("td", {text: b.fw || ""}),
+      el("td", {class: "selftest", text: st ? (st.passed ? t("passed") : t("failed")) + " " + fmtIso(st.time) +
+        (st.passed ? "" : " " + Object.entries(st.items || {}).filter(([, v]) => v !== "pass").map(([k, v]) => k + ":" + v).join(" ")) : t("never")}),
+      el("td", {}, can("box.command") ? el("button", {class: "selftest-btn", text: t("run_selftest"),
+        onclick: () => api("POST", "/ui/api/boxes/" + b.box_id + "/selftest").catch(e => alert(e.message))}) : null));
+    return tr;
+  }));
+}
+const SVGNS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text) e.textContent = text;
+  return e;
+}
+function renderMap() {
+  if (S.tab !== "map" || !S.map) return;
+  document.getElementById("map-mode").textContent = S.map.mode === "schematic" ? t("schematic_note") : "";
+  const m = document.getElementById("map");
+  const byJunction = {};
+  for (const b of S.boxes.values()) (byJunction[b.junction] = byJunction[b.junction] || []).push(b);
+  const kids = [];
+  for (const [name, [x, y]] of Object.entries(S.map.points)) {
+    const boxes = byJunction[name] || [];
+    const cls = boxes.length ? boxes.map(boxClass).sort((a, b) => ["alarm", "offline", "warn", "battery", "ok"].indexOf(a) - ["alarm", "offline", "warn", "battery", "ok"].indexOf(b))[0] : "none";
+    const g = svg("g", {class: "junction state-" + cls, "data-junction": name});
+    g.append(svg("title", {}, name + (boxes.length ? ": " + boxes.map(b => "#" + b.box_id + " " + (b.online ? t("online") : t("offline"))).join(", ") : "")));
+    g.append(svg("circle", {cx: x, cy: y, r: cls === "alarm" ? 16 : 11}));
+    g.append(svg("text", {x: x, y: y + 28, "text-anchor": "middle"}, name.length > 24 ? name.slice(0, 23) + "…" : name));
+    kids.push(g);
+  }
+  m.replaceChildren(...kids);
+}
+let renderPending = false;
+function scheduleRender() {
+  if (renderPending) return;
+  renderPending = true;
+  // at most one health/map redraw per 500 ms: 1,000 boxes stay cheap
+  setTimeout(() => { renderPending = false; if (S.mapDirty) { renderMap(); S.mapDirty = false; }
+    if (S.healthDirty) { renderHealth(); S.healthDirty = false; } }, 500);
+}
+
+// ---- history, report, operators ----
+function historyQuery() {
+  const p = new URLSearchParams();
+  for (const [k, id] of [["q", "h-q"], ["kind", "h-kind"], ["status", "h-status"], ["from", "h-from"], ["to", "h-to"]]) {
+    const v = document.getElementById(id).value; if (v) p.set(k, v);
+  }
+  return p.toString();
+}
+async function loadHistory() {
+  const q = historyQuery();
+  document.getElementById("csv-link").href = "/ui/history.csv" + (q ? "?" + q : "");
+  const r = await api("GET", "/ui/api/history?" + q);
+  document.querySelector("#history-table tbody").replaceChildren(...r.incidents.map(i => el("tr", {class: "kind-" + i.kind, "data-id": i.id, onclick: () => showDetail(i.id)},
+    el("td", {text: String(i.id)}), el("td", {text: kindLabel(i)}), el("td", {text: i.junction}), el("td", {text: String(i.box_id)}),
+    el("td", {text: fmt(i.console_time)}), el("td", {text: t("status_" + i.status)}), el("td", {text: i.unit || ""}),
+    el("td", {text: i.outcome ? t("outcome_" + i.outcome) : ""}), el("td", {text: i.call_duration_s != null ? i.call_duration_s + " s" : ""}))));
+}
+async function showDetail(id) {
+  const r = await api("GET", "/ui/api/incidents/" + id);
+  const d = document.getElementById("detail");
+  d.replaceChildren(el("h3", {text: "#" + id + " " + kindLabel(r.incident) + " - " + r.incident.junction}),
+    el("h4", {text: t("audit")}),
+    el("table", {class: "grid audit"}, el("tbody", {}, ...r.audit.map(a => el("tr", {},
+      el("td", {text: fmt(a.time)}), el("td", {text: a.actor}), el("td", {text: a.action}), el("td", {text: JSON.stringify(a.detail)}))))));
+  d.classList.remove("hidden");
+}
+async function loadReport() {
+  const day = document.getElementById("r-day").value;
+  const r = await api("GET", "/ui/api/report" + (day ? "?day=" + day : ""));
+  document.getElementById("r-day").value = r.day;
+  const s = r.summary;
+  document.getElementById("report-summary").replaceChildren(el("p", {id: "report-alarms",
+    text: t("alarms") + ": " + s.alarms + " (" + Object.entries(s.by_kind).map(([k, n]) => t("kind_" + k) + " " + n).join(", ") + ")" +
+      (s.ack_median_s != null ? " - " + t("ack_median") + ": " + s.ack_median_s.toFixed(1) + " s" : "")}));
+  document.querySelector("#report-table tbody").replaceChildren(...r.boxes.map(b => el("tr", {class: b.availability !== null && b.availability < 0.99 ? "offline" : ""},
+    el("td", {text: String(b.box_id)}), el("td", {text: b.junction}),
+    el("td", {text: b.availability === null ? "-" : (100 * b.availability).toFixed(1) + " %"}), el("td", {text: String(b.alarms)}))));
+}
+async function loadOperators() {
+  const r = await api("GET", "/ui/api/operators");
+  document.querySelector("#op-table tbody").replaceChildren(...r.operators.map(o => el("tr", {},
+    el("td", {text: o.username}), el("td", {text: o.display_name}), el("td", {text: t("role_" + o.role)}),
+    el("td", {text: o.disabled ? t("yes") : t("no")}))));
+}
+
+// ---- video call: the browser's RTCPeerConnection, offer/answer via the console ----
+async function startCall(inc) {
+  if (S.call) return;
+  const panel = document.getElementById("call");
+  const state = document.getElementById("call-state");
+  panel.classList.remove("hidden");
+  document.getElementById("call-title").textContent = t("start_call") + ": " + inc.junction + " #" + inc.box_id;
+  state.textContent = t("call_connecting"); CB.callState = "connecting";
+  const pc = new RTCPeerConnection({iceServers: []});
+  S.call = {pc, inc, started: null, timer: null, stream: null};
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({audio: true, video: true});
+    S.call.stream = stream;
+    document.getElementById("local-video").srcObject = stream;
+    stream.getTracks().forEach(tr => pc.addTrack(tr, stream));
+    pc.ontrack = ev => { document.getElementById("remote-video").srcObject = ev.streams[0] || new MediaStream([ev.track]); };
+    pc.onconnectionstatechange = () => {
+      CB.callState = pc.connectionState;
+      if (pc.connectionState === "connected") {
+        state.textContent = t("call_connected");
+        S.call.started = Date.now();
+        S.call.timer = setInterval(() => { document.getElementById("call-timer").textContent = Math.round((Date.now() - S.call.started) / 1000) + " s"; }, 1000);
+      } else if (pc.connectionState === "failed") state.textContent = t("call_failed");
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise(res => { if (pc.iceGatheringState === "complete") res(); else pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") res(); }); setTimeout(res, 3000); });
+    const ans = await api("POST", "/ui/api/incidents/" + inc.id + "/call", {type: "offer", sdp: pc.localDescription.sdp});
+    await pc.setRemoteDescription({type: "answer", sdp: ans.sdp});
+  } catch (e) {
+    state.textContent = t("call_failed") + ": " + e.message; CB.callState = "failed";
+  }
+}
+async function hangUp() {
+  if (!S.call) return;
+  const c = S.call; S.call = null;
+  clearInterval(c.timer);
+  c.pc.close();
+  if (c.stream) c.stream.getTracks().forEach(tr => tr.stop());
+  CB.callState = "ended";
+  try { const r = await api("POST", "/ui/api/incidents/" + c.inc.id + "/hangup", {}); upsert(r.incident); } catch (e) { /* shown on the card */ }
+  document.getElementById("call").classList.add("hidden");
+  document.getElementById("call-timer").textContent = "";
+}
+
+// ---- tabs, live connection ----
+function showTab(name) {
+  S.tab = name;
+  document.querySelectorAll(".tab").forEach(b => b.classList.toggle("active", b.dataset.tab === name));
+  document.querySelectorAll(".tab-page").forEach(p => p.classList.toggle("hidden", p.id !== "tab-" + name));
+  if (name === "map") renderMap();
+  if (name === "health") renderHealth();
+  if (name === "history") loadHistory();
+  if (name === "report") loadReport();
+  if (name === "operators") loadOperators();
+}
+function renderAll() { renderBoard(); renderHealth(); renderMap(); }
+
+async function loadState() {
+  const st = await api("GET", "/ui/api/state");
+  S.incidents = new Map(st.incidents.map(i => [i.id, i]));
+  S.recent = st.recent;
+  S.boxes = new Map(st.boxes.map(b => [b.box_id, b]));
+  S.map = st.map;
+  for (const i of st.incidents) if (!(i.event_id in CB.seen)) CB.seen[i.event_id] = Date.now();
+  renderAll();
+}
+function connect() {
+  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ui/ws");
+  S.ws = ws;
+  ws.onopen = async () => { document.getElementById("banner").classList.add("hidden"); await loadState(); CB.ready = true; };
+  ws.onmessage = ev => {
+    const m = JSON.parse(ev.data);
+    if (m.type === "incident") upsert(m.incident, m.alert);
+    else if (m.type === "boxes") { for (const b of m.boxes) S.boxes.set(b.box_id, b); S.healthDirty = true; S.mapDirty = true; scheduleRender(); }
+  };
+  ws.onclose = () => { CB.ready = false; document.getElementById("banner").classList.remove("hidden"); setTimeout(connect, 1000); };
+}
+
+async function init() {
+  S.strings = await (await fetch("/ui/i18n.json")).json();
+  S.me = await api("GET", "/ui/api/me");
+  document.getElementById("whoami").textContent = S.me.username + " (" + S.me.role + ")";
+  document.getElementById("logout-csrf").value = S.me.csrf;
+  document.querySelectorAll("[data-perm]").forEach(e => { if (!can(e.dataset.perm)) e.classList.add("hidden"); });
+  document.querySelectorAll(".tab").forEach(b => b.addEventListener("click", () => showTab(b.dataset.tab)));
+  document.getElementById("lang").addEventListener("click", () => {
+    S.lang = S.lang === "en" ? "hi" : "en"; localStorage.setItem("callbox_lang", S.lang);
+    document.cookie = "callbox_lang=" + S.lang + "; path=/; SameSite=Strict"; applyStrings();
+  });
+  document.getElementById("sound").addEventListener("click", ensureAudio);
+  document.addEventListener("click", () => { if (S.audio && S.audio.state === "suspended") S.audio.resume(); }, {capture: true});
+  document.getElementById("hangup").addEventListener("click", hangUp);
+  document.getElementById("history-form").addEventListener("submit", ev => { ev.preventDefault(); loadHistory(); });
+  document.getElementById("report-form").addEventListener("submit", ev => { ev.preventDefault(); loadReport(); });
+  document.getElementById("op-form").addEventListener("submit", async ev => {
+    ev.preventDefault();
+    try {
+      const r = await api("POST", "/ui/api/operators", {username: document.getElementById("op-username").value,
+        display_name: document.getElementById("op-display").value, role: document.getElementById("op-role").value});
+      const p = document.getElementById("op-result");
+      p.textContent = t("one_time_password") + " " + r.username + ": " + r.one_time_password; p.classList.remove("hidden");
+      loadOperators();
+    } catch (e) { alert(e.message); }
+  });
+  applyStrings();
+  connect();
+}
+init();
