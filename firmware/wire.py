@@ -72,6 +72,10 @@ MAX_BODY = const(217)  # OVERHEAD + MAX_PAYLOAD
 # one byte to a body of at most 254 bytes.
 MAX_ENCODED = const(218)
 
+# Field ranges the encoder checks (MicroPython's struct.pack does not).
+_U16 = const(0xFFFF)
+_U32 = const(0xFFFFFFFF)
+
 # Bus addresses: 0 = not on a bus (LTE), 1..247 boxes (as Modbus).
 ADDR_NONE = const(0)
 ADDR_MAX = const(247)
@@ -280,10 +284,9 @@ def encode_body(key, mtype, box_id, counter, payload=b"", addr=ADDR_NONE):
         raise WireError(E_RANGE, "unknown message type %r" % (mtype,))
     if len(payload) > MAX_PAYLOAD:
         raise WireError(E_RANGE, "payload of %d bytes > %d" % (len(payload), MAX_PAYLOAD))
-    if not 0 <= addr <= ADDR_MAX:
-        raise WireError(E_RANGE, "bus address %r not in 0..%d" % (addr, ADDR_MAX))
-    if not 0 <= box_id <= 0xFFFFFFFF or not 0 <= counter <= 0xFFFFFFFF:
-        raise WireError(E_RANGE, "box id or counter out of 32-bit range")
+    _int(addr, 0, ADDR_MAX, "bus address")
+    _int(box_id, 0, _U32, "box id")
+    _int(counter, 0, _U32, "counter")
     flags = FLAG_DOWN if mtype in _DOWN_TYPES else 0
     head = struct.pack(">BBBBIIB", VERSION, mtype, flags, addr, box_id, counter, len(payload))
     signed = head + bytes(payload)
@@ -474,8 +477,6 @@ def _bytes(value, what):
 # CPython raises struct.error; MicroPython has no struct.error (naming it in
 # an except clause would itself raise AttributeError) and raises ValueError.
 _STRUCT_ERROR = getattr(struct, "error", ValueError)
-_U16 = const(0xFFFF)
-_U32 = const(0xFFFFFFFF)
 
 
 def pack_payload(msg):

@@ -461,6 +461,8 @@ UNENCODABLE = [
     ("header_addr_248", {"type": "POLL"}, wire.ADDR_MAX + 1, 1),
     ("header_counter_negative", {"type": "IDLE"}, 0, -1),
     ("header_counter_33_bits", {"type": "IDLE"}, 0, 0x100000000),
+    ("header_counter_float", {"type": "IDLE"}, 0, 1.5),
+    ("header_addr_negative", {"type": "IDLE"}, -1, 1),
 ]
 
 
