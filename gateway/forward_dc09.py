@@ -456,18 +456,28 @@ class Dc09Sink:
     async def __aexit__(self, *exc):
         await self.close()
 
-    def metrics(self):
-        """Counters for the gateway's /metrics, as Prometheus sample names -> value."""
-        out = {}
+    def metric_samples(self):
+        """Counters and gauges as (type, name, labels, value), type 'counter'
+        or 'gauge', name without prefix or _total: for the gateway's Metrics."""
+        out = []
         for (name, counter), value in self._counts.items():
-            out['callbox_dc09_%s_total{receiver="%s"}' % (counter, name)] = value
+            out.append(("counter", "dc09_" + counter, {"receiver": name}, value))
         for counter, value in self._totals.items():
-            out["callbox_dc09_%s_total" % counter] = value
-        out["callbox_dc09_failovers_total"] = self.selector.failovers
-        out["callbox_dc09_failbacks_total"] = self.selector.failbacks
+            out.append(("counter", "dc09_" + counter, {}, value))
+        out.append(("counter", "dc09_failovers", {}, self.selector.failovers))
+        out.append(("counter", "dc09_failbacks", {}, self.selector.failbacks))
         for index, link in enumerate(self._links):
-            out['callbox_dc09_active{receiver="%s"}' % link.receiver.name] = int(index == self.selector.active)
-            out['callbox_dc09_clock_offset_seconds{receiver="%s"}' % link.receiver.name] = link.clock.offset_s
+            out.append(("gauge", "dc09_active", {"receiver": link.receiver.name}, int(index == self.selector.active)))
+            out.append(("gauge", "dc09_clock_offset_seconds", {"receiver": link.receiver.name}, link.clock.offset_s))
+        return out
+
+    def metrics(self):
+        """The same, as a dict of Prometheus sample names -> value, e.g.
+        'callbox_dc09_timeout_total{receiver="primary"}': 3."""
+        out = {}
+        for kind, name, labels, value in self.metric_samples():
+            label_text = ",".join('%s="%s"' % item for item in sorted(labels.items()))
+            out["callbox_" + name + ("_total" if kind == "counter" else "") + ("{%s}" % label_text if label_text else "")] = value
         return out
 
     def count(self, receiver_name, counter):

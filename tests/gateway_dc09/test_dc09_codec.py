@@ -82,6 +82,19 @@ def test_null_frame_always_has_r_field():
     assert frame[9:-1] == b'"NULL"0001R0L0#0000[]_19:20:05,11-28-2026'
 
 
+def test_golden_frames_in_docs():
+    # The examples in docs/dc09.md, byte for byte.
+    when = datetime.datetime(2026, 11, 28, 19, 20, 50, tzinfo=datetime.timezone.utc)
+    h = ("H19:20:01,11-28-2026",)
+    assert dc09.build_frame("SIA-DCS", 7, "1", "2", "0042", "#0042|Nri1/PA002", when, h) == (
+        b'\n3DB30052"SIA-DCS"0007R1L2#0042[#0042|Nri1/PA002][H19:20:01,11-28-2026]_19:20:50,11-28-2026\r'
+    )
+    assert dc09.build_frame("ADM-CID", 7, "1", "2", "0042", "#0042|1120 01 002", when, h) == (
+        b'\nE6BF0053"ADM-CID"0007R1L2#0042[#0042|1120 01 002][H19:20:01,11-28-2026]_19:20:50,11-28-2026\r'
+    )
+    assert dc09.build_frame("NULL", 1, "0", "0", "0000", "", when) == b'\n02050029"NULL"0001R0L0#0000[]_19:20:50,11-28-2026\r'
+
+
 def test_sequence_wraps_to_0001():
     assert dc09.next_sequence(1) == 2
     assert dc09.next_sequence(9999) == 1

@@ -115,3 +115,25 @@ def test_selector_backup_to_second_backup():
     sel.succeeded(2, 0)
     assert sel.order(1) == [2, 0, 1]
     assert sel.order(61) == [0, 2, 1]
+
+
+def test_docs_example_loads_through_the_gateway_config(repo_root, tmp_path):
+    # The [[sinks]] example in docs/dc09.md is valid TOML, passes the
+    # gateway's config loader, and builds a Dc09Config as app.py does.
+    import re
+    import tomllib
+
+    from callbox_gateway import config as gateway_config
+
+    text = (repo_root / "docs" / "dc09.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    key_file = tmp_path / "arc1.key"
+    key_file.write_text("000102030405060708090A0B0C0D0E0F")
+    block = block.replace("/etc/callbox/arc1.key", str(key_file))
+    cfg = gateway_config.from_dict(tomllib.loads(block))
+    table = dict(cfg.sinks[0])
+    assert table.pop("type") == "dc09" and table.pop("name") == "arc"
+    dc = Dc09Config.from_dict(table)
+    assert [r.name for r in dc.receivers] == ["primary", "backup"]
+    assert dc.receivers[0].key.bits == 128 and dc.receivers[1].key is None
+    assert dc.junction_accounts == {"Ghantaghar Square": "1001"} and dc.box_zones == {4242: 12}
