@@ -18,8 +18,9 @@ CLIENT_QUEUE_MAX = 2000
 
 
 class Client:
-    def __init__(self, username):
+    def __init__(self, username, session_key=""):
         self.username = username
+        self.session_key = session_key  # the session's token hash, for presence
         self._queue = collections.deque()
         self._ready = asyncio.Event()
         self.overflowed = asyncio.Event()

@@ -39,6 +39,8 @@ HISTORY_LIMIT = 500
 CSV_LIMIT = 100000
 RECENT_ON_BOARD = 20
 
+CONSOLE_KEY = web.AppKey("console", object)
+
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
        "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; "
        "form-action 'self'; base-uri 'none'")
@@ -126,6 +128,10 @@ class Console:
 
     async def escalate_once(self):
         now = self.clock()
+        # Boards connected to this instance are live right now; other
+        # instances refresh theirs the same way.
+        for token_hash in {c.session_key for c in self.hub.clients}:
+            await self.store.touch_session(token_hash, now)
         candidates = await self.store.escalation_candidates(tuple(self.cfg.escalate_kinds))
         due = [i for i in candidates if workflow.due_for_escalation(i, now, self.cfg.escalation_s)]
         if due:
@@ -422,7 +428,7 @@ class Console:
             raise Forbidden("WebSocket from another origin (%s) refused" % origin[:100])
         ws = web.WebSocketResponse(heartbeat=15.0)
         await ws.prepare(request)
-        client = Client(s["username"])
+        client = Client(s["username"], s["token_hash"])
         self.hub.add(client)
         await self.store.touch_session(s["token_hash"], self.clock())
 
@@ -802,5 +808,5 @@ def make_app(console):
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    app["console"] = console
+    app[CONSOLE_KEY] = console
     return app
