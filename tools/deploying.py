@@ -1,0 +1,201 @@
+"""Deploy the box firmware: compile, compare by hash on the board, copy what
+changed, verify, switch atomically.
+
+    build_bundle()  -> Bundle   pure of the board: mpy-cross -march=xtensawin
+    plan(bundle, board_hashes)  pure: which files to copy, skip, remove
+    deploy(board, bundle)       the I/O: stage, verify, commit (board.py)
+
+What goes on the box (paths relative to the board's root):
+- every firmware module as NAME.mpy (compiled for the ESP32's Xtensa core,
+  which also loads on the unix port: bytecode-only .mpy files run anywhere);
+- main.py and boot.py as source (MicroPython runs only these names at boot);
+- boards/*.json, the board definitions the firmware reads;
+- deploy.json, the manifest (file -> sha256 and the build id), switched in
+  with the files, so `callbox deploy` and the box both know what is there.
+
+A deploy interrupted at any point leaves the box as it was or fully done:
+files are staged as NAME.new and verified before a single on-board commit.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import subprocess
+import tempfile
+
+from .errors import EXIT_FAIL, CommandError
+from .mpy import FIRMWARE_DIR, REPO_ROOT, mpy_cross_path
+
+log = logging.getLogger(__name__)
+
+BOARDS_DIR = REPO_ROOT / "boards"
+MANIFEST = "deploy.json"
+# Modules MicroPython runs by name at boot: they must stay source.
+SOURCE_ONLY = ("main.py", "boot.py")
+# Host-side files in firmware/ that do not belong on the box.
+HOST_ONLY = ("__init__.py", "manifest.py", "conftest.py")
+MPY_ARCH = "xtensawin"  # ESP32 (Xtensa LX6), per BRIEF §3
+# Seconds for mpy-cross to compile one module: it takes milliseconds, the
+# rest is slack for a loaded machine.
+COMPILE_TIMEOUT_S = 60
+
+
+class Bundle:
+    """What a deploy puts on the box: {board path: bytes}."""
+
+    def __init__(self, files):
+        self.files = dict(files)
+        self.hashes = {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()}
+        ident = hashlib.sha256()
+        for p in sorted(self.hashes):
+            ident.update(("%s %s\n" % (p, self.hashes[p])).encode())
+        self.build_id = ident.hexdigest()[:12]
+
+    def with_manifest(self):
+        """The bundle plus deploy.json describing it."""
+        manifest = json.dumps({"build": self.build_id, "files": self.hashes}, sort_keys=True).encode()
+        files = dict(self.files)
+        files[MANIFEST] = manifest
+        return files
+
+
+def firmware_sources(firmware_dir=FIRMWARE_DIR):
+    """(relative path, absolute path) of every module that belongs on the
+    box: *.py under firmware/, without host-only files, tests or caches."""
+    root = pathlib.Path(firmware_dir)
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if any(part.startswith((".", "__pycache__")) or part in ("tests", "test") for part in rel.parts[:-1]):
+            continue
+        if rel.name in HOST_ONLY or rel.name.startswith("test_"):
+            continue
+        out.append((rel.as_posix(), path))
+    return out
+
+
+def compile_module(src, rel, out_dir, mpy_cross=None):
+    """mpy-cross -march=xtensawin one module; the .mpy bytes."""
+    mpy_cross = mpy_cross or mpy_cross_path()
+    out = pathlib.Path(out_dir) / (rel[:-3].replace("/", "_") + ".mpy")
+    cmd = [mpy_cross, "-march=" + MPY_ARCH, "-s", rel, "-o", str(out), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise CommandError(
+            "mpy-cross could not compile firmware/%s for the ESP32:\n%s\nfix the module (it must run on MicroPython), then deploy again"
+            % (rel, (proc.stderr or proc.stdout).strip()),
+            EXIT_FAIL,
+        )
+    return out.read_bytes()
+
+
+def build_bundle(firmware_dir=FIRMWARE_DIR, boards_dir=BOARDS_DIR, source=False):
+    """Compile the firmware (or keep it as source with source=True, for
+    debugging with readable tracebacks) and collect the board files."""
+    files = {}
+    sources = firmware_sources(firmware_dir)
+    if not sources:
+        raise CommandError("no firmware modules found in %s" % firmware_dir, EXIT_FAIL)
+    with tempfile.TemporaryDirectory(prefix="callbox-build-") as tmp:
+        for rel, path in sources:
+            if source or pathlib.PurePosixPath(rel).name in SOURCE_ONLY:
+                files[rel] = path.read_bytes()
+            else:
+                files[rel[:-3] + ".mpy"] = compile_module(path, rel, tmp)
+    boards_dir = pathlib.Path(boards_dir)
+    if boards_dir.is_dir():
+        for path in sorted(boards_dir.glob("*.json")):
+            files["boards/" + path.name] = path.read_bytes()
+    return Bundle(files)
+
+
+class Plan:
+    def __init__(self, copy, same, remove):
+        self.copy = copy  # board paths to write
+        self.same = same  # board paths whose hash already matches
+        self.remove = remove  # board paths to delete (shadowing or stale)
+
+
+def plan(files, board_hashes, old_manifest=None):
+    """Pure: which of `files` ({path: bytes}) to copy given the board's
+    hashes ({path: hex or None}), and what to delete: the other form of
+    each module (a stale foo.py would shadow foo.mpy) and files the previous
+    deploy put there that this one no longer has."""
+    copy, same = [], []
+    for path in sorted(files):
+        if board_hashes.get(path) == hashlib.sha256(files[path]).hexdigest():
+            same.append(path)
+        else:
+            copy.append(path)
+    remove = _shadow_candidates(files)
+    for path in (old_manifest or {}).get("files", {}):
+        if path not in files:
+            remove.add(path)
+    remove = sorted(p for p in remove if p not in files and board_hashes.get(p) is not None)
+    return Plan(copy, same, remove)
+
+
+def _shadow_candidates(files):
+    out = set()
+    for path in files:
+        if path.endswith(".mpy"):
+            out.add(path[:-4] + ".py")
+        elif path.endswith(".py"):
+            out.add(path[:-3] + ".mpy")
+    return out - set(files)
+
+
+def deploy(board, bundle, report=print, hooks=None):
+    """Put `bundle` on the board. Returns the Plan that was carried out.
+    `report(line)` gets one line per file; `hooks` (tests only) may hold
+    "after_stage" called with each staged path."""
+    hooks = hooks or {}
+    resumed = board.finish_interrupted_commit()
+    if resumed == "finished":
+        report("finished a switch that was interrupted last time")
+    elif resumed == "cleaned":
+        report("removed files left by an interrupted deploy or provision")
+    files = bundle.with_manifest()
+    old_manifest = None
+    raw = board.read(MANIFEST)
+    if raw:
+        try:
+            old_manifest = json.loads(raw)
+        except ValueError:
+            old_manifest = None
+    candidates = sorted(set(files) | _shadow_candidates(files) | set((old_manifest or {}).get("files", {})))
+    hashes = board.sha256_many(candidates)
+    p = plan(files, hashes, old_manifest)
+    # The manifest changes whenever anything else does; it is not news.
+    real_copies = [x for x in p.copy if x != MANIFEST]
+    if not real_copies and not p.remove:
+        report("box is up to date (build %s, %d files)" % (bundle.build_id, len(bundle.files)))
+        return p
+    for d in sorted({os.path.dirname(x) for x in p.copy if os.path.dirname(x)}):
+        board.makedirs(d)
+    for path in p.same:
+        if path != MANIFEST:
+            report("  same   %s" % path)
+    for path in p.copy:
+        board.stage(path, files[path])
+        if path != MANIFEST:
+            report("  copied %s (%d bytes, verified)" % (path, len(files[path])))
+        if "after_stage" in hooks:
+            hooks["after_stage"](path)
+    for path in p.remove:
+        report("  remove %s" % path)
+    board.commit(p.copy, remove=p.remove, before_rename=hooks.get("before_commit"))
+    # Verify what the box now runs, by hash on the board.
+    after = board.sha256_many(sorted(files))
+    bad = [x for x in files if after.get(x) != hashlib.sha256(files[x]).hexdigest()]
+    if bad:
+        raise CommandError(
+            "%s: after the switch these files do not match: %s; run `callbox deploy` again" % (board.port, ", ".join(bad)), EXIT_FAIL
+        )
+    report(
+        "deployed build %s: %d copied, %d unchanged, %d removed"
+        % (bundle.build_id, len(real_copies), len([x for x in p.same if x != MANIFEST]), len(p.remove))
+    )
+    return p
