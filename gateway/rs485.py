@@ -42,6 +42,9 @@ ALARM_FRAME_BYTES = EMPTY_FRAME_BYTES + 12  # 40
 ACK_FRAME_BYTES = EMPTY_FRAME_BYTES + 10  # 38
 MAX_FRAME_BYTES = wire.MAX_ENCODED + 2
 _READ_CHUNK = 4096
+# Pieces judged in one slot: noise pieces before the reply are skipped, but a
+# babbling line cannot hold the slot forever.
+_MAX_PIECES_PER_SLOT = 4
 
 
 class BusTiming:
@@ -281,22 +284,27 @@ class BusMaster:
         out += self.ingest.encode_down(box.box_id, {"type": "POLL"}, addr)
         self._write(bytes(out))
         self.metrics.inc("rs485_polls")
-        piece = await self._wait_piece(len(out))
-        if piece is None:
-            self.schedule.no_reply[addr] += 1
-            self.metrics.inc("rs485_no_reply", addr=addr)
+        sent = len(out)
+        for _ in range(_MAX_PIECES_PER_SLOT):
+            piece = await self._wait_piece(sent)
+            if piece is None:
+                self.schedule.no_reply[addr] += 1
+                self.metrics.inc("rs485_no_reply", addr=addr)
+                return
+            done = asyncio.get_running_loop().create_future()
+
+            def reply(outcome, ok, done=done):
+                if not done.done():
+                    done.set_result((outcome, ok))
+
+            try:
+                self.pipeline.submit(piece, "rs485", reply, bus_addr=addr)
+            except wire.WireError:
+                # Counted by the ingest. Noise before the reply: keep
+                # listening within the same deadline for the real frame.
+                continue
+            outcome, ok = await done
+            if ok and outcome.ack is not None:
+                self._write(self.ingest.encode_down(box.box_id, outcome.ack, addr))
+                self.metrics.inc("acks_sent", link="rs485")
             return
-        done = asyncio.get_running_loop().create_future()
-
-        def reply(outcome, ok):
-            if not done.done():
-                done.set_result((outcome, ok))
-
-        try:
-            self.pipeline.submit(piece, "rs485", reply, bus_addr=addr)
-        except wire.WireError:
-            return  # counted by the ingest; the box will be asked again next cycle
-        outcome, ok = await done
-        if ok and outcome.ack is not None:
-            self._write(self.ingest.encode_down(box.box_id, outcome.ack, addr))
-            self.metrics.inc("acks_sent", link="rs485")
