@@ -428,12 +428,13 @@ class AtCore:
         return events
 
     def _line(self, raw, events):
-        # Strip CRs anywhere at the ends (echo ends "\r", lines "\r\n").
+        # Strip CRs and spaces at the ends (echo ends "\r", lines "\r\n",
+        # and the space of a "> " prompt split from its ">" is left over).
         start = 0
         end = len(raw)
-        while start < end and raw[start] == 13:
+        while start < end and (raw[start] == 13 or raw[start] == 32):
             start += 1
-        while end > start and raw[end - 1] == 13:
+        while end > start and (raw[end - 1] == 13 or raw[end - 1] == 32):
             end -= 1
         if start == end:
             return
