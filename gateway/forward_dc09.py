@@ -387,6 +387,7 @@ class Dc09Sink:
         }
         self._last_traffic = self._clock()
         self._supervisor = None
+        self._supervision_failing = False
         self._closed = False
         self._wakeup = asyncio.Event()
 
@@ -428,9 +429,15 @@ class Dc09Sink:
         outcome = await self._send_everywhere(dc09.TOKEN_NULL, self.config.gateway_account, "", (), "supervision NULL")
         if outcome is None:
             self._totals["supervision_ok"] += 1
+            if self._supervision_failing:
+                log.info("DC-09: supervision NULL acknowledged again")
+            self._supervision_failing = False
             return True
         self._totals["supervision_failed"] += 1
-        log.warning("DC-09: supervision NULL not acknowledged by any receiver: %s", outcome[1])
+        # The first failure of a streak is a warning, repeats (every interval) debug.
+        level = logging.DEBUG if self._supervision_failing else logging.WARNING
+        self._supervision_failing = True
+        log.log(level, "DC-09: supervision NULL not acknowledged by any receiver: %s; alarms stay queued until one answers", outcome[1])
         return False
 
     async def start(self):

@@ -333,3 +333,27 @@ def test_supervision_probes_primary_and_fails_back():
             assert any(f["token"] == "NULL" for f in primary.frames)
 
     run(main())
+
+
+def test_supervision_failure_is_counted_and_warned_once(caplog):
+    async def main():
+        async with FakeReceiver("silent") as primary:
+            sink = make_sink(primary, ack_timeout_s=0.5)
+            with caplog.at_level(logging.DEBUG, logger="callbox_gateway.forward_dc09"):
+                assert await sink.supervise_once() is False
+                first = [r for r in caplog.records if r.levelno == logging.WARNING]
+                assert any("supervision NULL not acknowledged" in r.getMessage() for r in first)
+                caplog.clear()
+                assert await sink.supervise_once() is False
+                # The same failure again: logged, but at debug, not a warning every interval.
+                assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+                assert any("supervision NULL not acknowledged" in r.getMessage() for r in caplog.records)
+                primary.behaviour = "ack"
+                assert await sink.supervise_once() is True
+            assert any("acknowledged again" in r.getMessage() for r in caplog.records)
+            m = sink.metrics()
+            assert m["callbox_dc09_supervision_failed_total"] == 2 and m["callbox_dc09_supervision_ok_total"] == 1
+            assert m['callbox_dc09_timeout_total{receiver="primary"}'] == 2
+            await sink.close()
+
+    run(main())
