@@ -22,22 +22,29 @@ KANPUR_JUNCTIONS = (
 MAP_WIDTH = 1000
 MAP_HEIGHT = 700
 _MARGIN = 60
+# Room a label needs on the schematic map, in SVG units.
+_LABEL_WIDTH = 150
 
 
 def schematic_layout(names, width=MAP_WIDTH, height=MAP_HEIGHT):
     """Place names on a grid, row by row, in the order given: {name: (x, y)}.
-    Not geography: a stable arrangement an operator learns by heart."""
+    Not geography: a stable arrangement an operator learns by heart. Columns
+    are kept wide enough for a junction's name (about 150 units), and every
+    other column is shifted down half a row so neighbouring labels never
+    touch."""
     names = list(names)
     if not names:
         return {}
-    cols = max(1, math.ceil(math.sqrt(len(names) * width / height)))
+    cols = max(1, min(math.ceil(math.sqrt(len(names) * width / height / 2)) + 1,
+                      int((width - 2 * _MARGIN) // _LABEL_WIDTH) + 1))
     rows = math.ceil(len(names) / cols)
-    dx = (width - 2 * _MARGIN) / max(1, cols - 1) if cols > 1 else 0
-    dy = (height - 2 * _MARGIN) / max(1, rows - 1) if rows > 1 else 0
+    dx = (width - 2 * _MARGIN) / (cols - 1) if cols > 1 else 0
+    dy = (height - 2 * _MARGIN) / rows if rows > 1 else 0
     out = {}
     for i, name in enumerate(names):
         r, c = divmod(i, cols)
-        out[name] = (round(_MARGIN + c * dx, 1), round(_MARGIN + r * dy, 1))
+        y = _MARGIN + r * dy + (dy / 2 if c % 2 else 0)
+        out[name] = (round(_MARGIN + c * dx, 1), round(y, 1))
     return out
 
 

@@ -106,7 +106,9 @@ async def gw_post(url, path, body, token, gateway_id=GATEWAY_ID, raw=None):
 
 
 def post_sync(console, path, body, token=None, gateway_id=GATEWAY_ID, raw=None):
-    return asyncio.run(gw_post(console.url, path, body, token or console.token, gateway_id, raw))
+    """Blocking gateway POST, run on the servers' loop thread (the test's own
+    thread may host Playwright's loop)."""
+    return console.run(gw_post(console.url, path, body, token or console.token, gateway_id, raw))
 
 
 _seq = [0]
@@ -168,6 +170,28 @@ class Operator:
         await self.session.close()
 
 
+def test_jpeg(width=320, height=180):
+    """A real JPEG (a blue-green gradient) made with PyAV, as a camera's
+    snapshot would be."""
+    import io
+
+    import av
+
+    f = av.VideoFrame(width, height, "yuvj420p")
+    row = bytes(x * 255 // width for x in range(width))
+    f.planes[0].update(row * height)
+    f.planes[1].update(bytes([90]) * f.planes[1].buffer_size)
+    f.planes[2].update(bytes([160]) * f.planes[2].buffer_size)
+    buf = io.BytesIO()
+    out = av.open(buf, mode="w", format="image2pipe")
+    st = out.add_stream("mjpeg", rate=1)
+    st.width, st.height, st.pix_fmt = width, height, "yuvj420p"
+    for pkt in list(st.encode(f)) + list(st.encode(None)):
+        out.mux(pkt)
+    out.close()
+    return buf.getvalue()
+
+
 class FakeGateway:
     """The gateway's console-facing side as docs/console-api.md describes it:
     media by event id, and /api/v1/calls answered by a real aiortc peer."""
@@ -178,7 +202,7 @@ class FakeGateway:
         self.calls = {}
         self.requests = []
         self.commands = []
-        self.snapshot = b"\xff\xd8\xff\xe0" + b"fake-jpeg" * 10
+        self.snapshot = test_jpeg()
         self.runner = None
         self.url = ""
 

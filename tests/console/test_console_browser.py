@@ -1,0 +1,197 @@
+"""The operators' UI in real headless Chromium (Debian's /usr/bin/chromium via
+Playwright): login failures, the first-login password change, an alarm posted
+as the gateway appearing on the board, acknowledge/dispatch/close, escalation,
+the video call, Hindi, and a screenshot of each main screen under
+build/screenshots/ (look at them; they are not committed)."""
+
+import os
+import time
+
+import pytest
+
+from console_helpers import GATEWAY_ID, event, health_box, post_sync
+from callbox_tools.mpy import REPO_ROOT
+
+pytestmark = pytest.mark.chromium
+PW = "a long test password"
+SHOTS = REPO_ROOT / "build" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium missing: run scripts/setup (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def _shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / ("console-%s.png" % name)), full_page=True)
+
+
+def _login(browser, c, user, pw=PW):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    page = ctx.new_page()
+    page.goto(c.url + "/login")
+    page.fill("#username", user)
+    page.fill("#password", pw)
+    page.click("#login-button")
+    page.wait_for_url(c.url + "/")
+    page.wait_for_function("window.__callbox && window.__callbox.ready === true", timeout=15000)
+    return ctx, page
+
+
+def test_login_failures_and_first_admin_password_change(browser, start_console):
+    c = start_console()
+    otp = c.console.initial_admin_password
+    ctx = browser.new_context(bypass_csp=True)  # CSP forbids eval; Playwright waits use it
+    page = ctx.new_page()
+    page.goto(c.url + "/")
+    assert page.url == c.url + "/login"  # the board needs a session
+    _shot(page, "login")
+    page.fill("#username", "admin")
+    page.fill("#password", "not the password")
+    page.click("#login-button")
+    assert "Wrong user name or password" in page.inner_text("#login-error")
+    _shot(page, "login-failed")
+    page.fill("#password", otp)
+    page.click("#login-button")
+    page.wait_for_url(c.url + "/password")
+    assert page.is_visible("#must-change")
+    page.fill("#current", otp)
+    page.fill("#new", "short")
+    page.fill("#repeat", "short")
+    page.click("#password-button")
+    assert "at least 10" in page.inner_text("#password-error")
+    _shot(page, "password-change")
+    page.fill("#current", otp)
+    page.fill("#new", PW)
+    page.fill("#repeat", PW)
+    page.click("#password-button")
+    page.wait_for_url(c.url + "/")
+    page.wait_for_function("window.__callbox.ready === true")
+    assert "admin" in page.inner_text("#whoami")
+    ctx.close()
+
+
+def test_alarm_on_board_then_acknowledge_dispatch_close(browser, start_console, fake_gateway):
+    c = start_console(gateway_url=fake_gateway.url, token=fake_gateway.token)
+    c.add_operator("sunita", PW, "supervisor")
+    junctions = ["Ghantaghar Square", "Bagiya Crossing", "IIT Gate Tiraha", "Rocket Tiraha", "Lenin Park Square"]
+    boxes = [health_box(i + 1, junction=j) for i, j in enumerate(junctions)]
+    boxes[3]["online"] = False
+    boxes[4]["selftest"] = {"time": boxes[4]["last_heartbeat"], "passed": False, "items": {"speaker": "fail", "mic": "pass"}}
+    post_sync(c, "/api/v1/health", {"gateway_id": GATEWAY_ID, "time": "2026-11-28T19:20:05Z", "boxes": boxes})
+    ctx, page = _login(browser, c, "sunita")
+    try:
+        assert page.is_visible("#no-alarms")
+        e = event(box_id=1, kind="panic", snapshot_url="/api/v1/media/x/snapshot.jpg")
+        t0 = time.time()
+        assert post_sync(c, "/api/v1/events", {"events": [e]})[0] == 200
+        card = page.wait_for_selector('article[data-event="%s"]' % e["event_id"], timeout=5000)
+        seen = page.evaluate("ev => window.__callbox.seen[ev]", e["event_id"]) / 1000.0
+        # measured, with slack for a loaded machine; the p99 target is the benchmark's
+        assert seen - t0 < 3.0, "alarm visible %.3f s after the gateway's POST" % (seen - t0)
+        assert "PANIC" in card.inner_text() and "Ghantaghar Square" in card.inner_text()
+        assert "kind-panic" in card.get_attribute("class")  # Panic stands out (own style)
+        assert page.evaluate("window.__callbox.beeps") >= 1  # audible alert played
+        # the snapshot comes through the console's proxy from the gateway (a real image request)
+        page.wait_for_function("document.querySelector('article[data-event=\"%s\"] img.snapshot')?.naturalWidth"
+                               " === 320" % e["event_id"])
+        assert any(p.endswith("/snapshot.jpg") for _m, p, _a, _g in fake_gateway.requests)
+        _shot(page, "board-alarm")
+        card.query_selector("button.ack").click()
+        page.wait_for_selector('article[data-event="%s"][data-status="acknowledged"]' % e["event_id"])
+        card = page.query_selector('article[data-event="%s"]' % e["event_id"])
+        card.query_selector("input.unit").fill("PRV-12")
+        card.query_selector("input.note").fill("two officers")
+        card.query_selector("button.dispatch").click()
+        page.wait_for_selector('article[data-event="%s"][data-status="dispatched"]' % e["event_id"])
+        card = page.query_selector('article[data-event="%s"]' % e["event_id"])
+        assert "PRV-12" in card.inner_text()
+        card.query_selector("select.outcome").select_option("resolved")
+        card.query_selector("button.close").click()
+        page.wait_for_selector('article[data-event="%s"]' % e["event_id"], state="detached")
+        inc = c.run(c.console.store.incident_by_event(e["event_id"]))
+        assert (inc["status"], inc["ack_by"], inc["unit"], inc["outcome"]) == ("closed", "sunita", "PRV-12", "resolved")
+        # map, health, history, report screens
+        page.click("button[data-tab=map]")
+        page.wait_for_selector('#map g.junction[data-junction="Rocket Tiraha"].state-offline')
+        assert page.query_selector('#map g.junction[data-junction="Lenin Park Square"].state-warn')
+        assert len(page.query_selector_all("#map g.junction")) >= 47
+        _shot(page, "map")
+        page.click("button[data-tab=health]")
+        page.wait_for_selector("#box-4.offline")
+        assert "FAILED" in page.inner_text("#box-5 td.selftest")
+        assert "speaker:fail" in page.inner_text("#box-5 td.selftest")
+        _shot(page, "health")
+        page.click("button[data-tab=history]")
+        page.wait_for_selector('#history-table tbody tr[data-id="%d"]' % inc["id"])
+        page.click('#history-table tbody tr[data-id="%d"]' % inc["id"])
+        page.wait_for_selector("#detail table.audit tr >> nth=3")
+        assert [r.inner_text().split("\t")[2] for r in page.query_selector_all("#detail table.audit tr")] == \
+            ["received", "acknowledge", "dispatch", "close"]
+        _shot(page, "history")
+        page.click("button[data-tab=report]")
+        page.wait_for_selector("#report-alarms")
+        assert "1" in page.inner_text("#report-alarms")
+        _shot(page, "report")
+        # Hindi
+        page.click("#lang")
+        assert "बॉक्स स्थिति" in page.inner_text("#tabs") and "अलार्म बोर्ड" in page.inner_text("#tabs")
+        page.click("button[data-tab=board]")
+        _shot(page, "board-hindi")
+        page.click("#lang")
+        assert "Alarm board" in page.inner_text("#tabs")
+    finally:
+        ctx.close()
+
+
+def test_escalation_to_another_operator_and_video_call(browser, start_console, fake_gateway):
+    import time as _t
+    c = start_console(gateway_url=fake_gateway.url, token=fake_gateway.token, escalation_s=2.0,
+                      escalation_tick_s=0.25, clock=_t.time)
+    c.add_operator("asha", PW)
+    c.add_operator("ravi", PW)
+    ctx_a, pa = _login(browser, c, "asha")
+    ctx_r, pr = _login(browser, c, "ravi")
+    try:
+        e = event(box_id=43, kind="emergency", junction="Bekarganj Square")
+        post_sync(c, "/api/v1/events", {"events": [e]})
+        sel = 'article[data-event="%s"]' % e["event_id"]
+        pa.wait_for_selector(sel, timeout=5000)
+        pr.wait_for_selector(sel, timeout=5000)
+        first = c.run(c.console.store.incident_by_event(e["event_id"]))["assigned_to"]
+        assert first in ("asha", "ravi")
+        other, other_page = ("ravi", pr) if first == "asha" else ("asha", pa)
+        beeps_before = other_page.evaluate("window.__callbox.beeps")
+        # nobody acknowledges: after 2 s it re-alerts and rings at the other operator
+        other_page.wait_for_selector(sel + ".escalated.mine", timeout=10000)
+        assert other_page.evaluate("window.__callbox.beeps") > beeps_before
+        inc = c.run(c.console.store.incident_by_event(e["event_id"]))
+        assert inc["assigned_to"] == other and inc["escalations"] >= 1
+        _shot(other_page, "board-escalated")
+        other_page.click(sel + " button.ack")
+        other_page.wait_for_selector(sel + '[data-status="acknowledged"]')
+        # video call from the browser through the console to the gateway's aiortc peer
+        other_page.click(sel + " button.call-btn")
+        other_page.wait_for_function("window.__callbox.callState === 'connected'", timeout=30000)
+        assert fake_gateway.calls["call-1"]["body"]["operator"] == other
+        _shot(other_page, "video-call")
+        other_page.click("#hangup")
+        other_page.wait_for_selector(sel + " dd.call-duration", timeout=10000)
+        inc = c.run(c.console.store.incident_by_event(e["event_id"]))
+        assert inc["call_state"] == "ended" and inc["call_duration_s"] is not None
+        assert inc["recording_url"] == "/api/v1/media/call-1/call.mp4"
+    finally:
+        ctx_a.close()
+        ctx_r.close()
