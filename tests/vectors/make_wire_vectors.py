@@ -251,6 +251,13 @@ def invalid_specs():
     piece = wire.cobs_encode(alarm)
     add("cobs_truncated_tail", "The last 3 bytes of the frame were lost: the COBS block runs past the end",
         wire.E_COBS, b"\x00" + piece[:-3] + b"\x00", None)
+    last = 0
+    while last + piece[last] < len(piece):
+        last += piece[last]
+    one_past = bytearray(piece)
+    one_past[last] += 1
+    add("cobs_last_block_one_past_end", "Noise raised the last COBS code byte by one: the block ends one byte past the piece",
+        wire.E_COBS, b"\x00" + bytes(one_past) + b"\x00", None)
     add("cobs_noise_burst", "Line noise between frames: code byte 0x41 with 2 bytes after it",
         wire.E_COBS, b"\x00\x41\x42\x43\x00", None)
     add("short_half_frame", "Only the first 20 bytes of a body arrived (checked before the CRC)",

@@ -4,7 +4,7 @@ there)."""
 
 import struct
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from callbox_firmware import wire
@@ -262,13 +262,16 @@ class _Model:
 
 @PROPS
 @given(start=st.one_of(st.just(-1), st.integers(0, 1000)),
-       steps=st.lists(st.one_of(st.integers(-40, 40), st.integers(-2000, 2000)), min_size=1, max_size=120))
+       steps=st.lists(st.one_of(st.integers(-wire.WINDOW - 2, 3), st.integers(-wire.WINDOW - 2, wire.WINDOW + 2), st.integers(-2000, 2000)), min_size=1, max_size=120))
+@example(start=-1, steps=[5, wire.WINDOW, -wire.WINDOW])  # shift of exactly WINDOW keeps the old top
+@example(start=100, steps=[wire.WINDOW, -wire.WINDOW, -wire.WINDOW - 1])  # persisted start stays refused
 def test_replay_window_matches_the_model(start, steps):
+    # Each step is an offset from the highest counter seen so far, mostly
+    # around the window's edges (top - WINDOW - 2 .. top + WINDOW + 2), sometimes far.
     w = wire.ReplayWindow(start)
     m = _Model(start)
-    c = max(start, 0)
     for d in steps:
-        c = max(0, c + d)
+        c = max(0, m.top + d)
         want = m.accept(c)
         try:
             w.accept(c)
