@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 # Seconds without a byte before a transport read gives up. A box busy in
 # a flash write answers within a second; 10 s covers a loaded laptop.
 READ_TIMEOUT_S = 10
-# Seconds to get the raw REPL after Ctrl-C: covers a firmware that takes a
+# Seconds to get the raw REPL after Ctrl-C: a firmware stops in milliseconds;
 # moment to unwind its tasks.
-ENTER_REPL_TIMEOUT_S = 10
+ENTER_REPL_TIMEOUT_S = 5
 # Bytes per write() call on the device: mpremote's default; bigger chunks
 # gain little on a 115200-baud link and need more device RAM.
 WRITE_CHUNK = 256
@@ -48,6 +48,31 @@ JOURNAL = "commit.journal"
 
 def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
+
+
+# A board that was just powered or reset prints its banner for a moment;
+# keys sent into that (Ctrl-C, Ctrl-A) can be echoed twice and put mpremote's
+# reader out of step. Wait until the port has been quiet this long, but no
+# longer than SETTLE_MAX_S (a running firmware may log all the time; the
+# Ctrl-C that follows stops it).
+SETTLE_QUIET_S = 0.3
+SETTLE_MAX_S = 3.0
+
+
+def _settle(ser):
+    import time
+
+    start = last = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - last >= SETTLE_QUIET_S or now - start >= SETTLE_MAX_S:
+            return
+        n = ser.in_waiting
+        if n:
+            ser.read(n)
+            last = time.monotonic()
+        else:
+            time.sleep(0.02)
 
 
 class Board:
@@ -74,6 +99,7 @@ class Board:
                 t = SerialTransport(port, baudrate=baudrate, exclusive=True, timeout=READ_TIMEOUT_S)
         except TransportError as e:
             raise CommandError("%s: cannot open the port (%s); run `callbox ports`" % (port, e), EXIT_FAIL) from None
+        _settle(t.serial)
         try:
             with contextlib.redirect_stdout(quiet):
                 t.enter_raw_repl(soft_reset=False, timeout_overall=ENTER_REPL_TIMEOUT_S)
