@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 # Seconds without a byte before a transport read gives up. A box busy in
 # a flash write answers within a second; 10 s covers a loaded laptop.
 READ_TIMEOUT_S = 10
-# Seconds to get the raw REPL after Ctrl-C: a firmware stops in milliseconds;
-# moment to unwind its tasks.
+# Seconds to get the raw REPL after Ctrl-C: a firmware stops in milliseconds,
+# the rest is slack for one that takes a moment to unwind its tasks.
 ENTER_REPL_TIMEOUT_S = 5
 # Bytes per write() call on the device: mpremote's default; bigger chunks
 # gain little on a 115200-baud link and need more device RAM.

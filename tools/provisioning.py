@@ -259,7 +259,7 @@ def current_config(board):
 def check_box_ready(board, board_name):
     """The firmware's board file must be on the box (deployed); the box must
     run MicroPython on an ESP32 or be a virtual box (unix port)."""
-    info = board.eval_json("[__import__('sys').platform, __import__('os').uname().machine]")
+    info = board.eval_json("[__import__('sys').platform, getattr(__import__('sys').implementation, '_machine', '?')]")
     platform, machine = info[0], info[1]
     if platform not in ("esp32", "linux"):
         raise CommandError(

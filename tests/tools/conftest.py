@@ -87,3 +87,5 @@ def admin(tmp_path):
         yield srv
     finally:
         srv.stop()
+
+from callbox_tools.deploying import BOARDS_DIR as REPO_BOARDS  # noqa: E402
