@@ -22,6 +22,8 @@ _MUTABLE = {
     "dispatched_by", "dispatched_at", "outcome", "close_note", "closed_by", "closed_at", "call_id", "call_by",
     "call_started", "call_state", "call_duration_s", "recording_url", "snapshot_url", "clip",
 }
+# Box rows written per statement batch (see upsert_health).
+HEALTH_CHUNK_ROWS = 100
 _BOOL_INCIDENT = ("restore", "press_time_synced")
 
 SCHEMA = """
@@ -292,17 +294,23 @@ class Store:
             rows.append((b["box_id"], gateway_id, b.get("junction") or "", b.get("lat"), b.get("lon"), online,
                          b.get("last_heartbeat"), now, p["first_seen"] if p else now,
                          json.dumps(b, separators=(",", ":"))))
+        # In chunks: on SQLite every statement shares one thread, and an alarm
+        # must not wait behind a whole 1,000-box report.
+        for i in range(0, len(rows), HEALTH_CHUNK_ROWS):
+            await self._upsert_boxes(rows[i:i + HEALTH_CHUNK_ROWS])
+        if log_rows:
+            await self.db.executemany("INSERT INTO box_status_log (box_id, time, online) VALUES (?, ?, ?)", log_rows)
+        return [_box({"box_id": r[0], "gateway_id": r[1], "junction": r[2], "lat": r[3], "lon": r[4],
+                      "online": r[5], "stale": 0, "last_heartbeat": r[6], "report_time": r[7],
+                      "first_seen": r[8], "data": r[9]}) for r in rows]
+
+    async def _upsert_boxes(self, rows):
         await self.db.executemany(
             "INSERT INTO boxes (box_id, gateway_id, junction, lat, lon, online, stale, last_heartbeat, report_time, "
             "first_seen, data) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT (box_id) DO UPDATE SET "
             "gateway_id = excluded.gateway_id, junction = excluded.junction, lat = excluded.lat, lon = excluded.lon, "
             "online = excluded.online, stale = 0, last_heartbeat = excluded.last_heartbeat, "
             "report_time = excluded.report_time, data = excluded.data", rows)
-        if log_rows:
-            await self.db.executemany("INSERT INTO box_status_log (box_id, time, online) VALUES (?, ?, ?)", log_rows)
-        return [_box({"box_id": r[0], "gateway_id": r[1], "junction": r[2], "lat": r[3], "lon": r[4],
-                      "online": r[5], "stale": 0, "last_heartbeat": r[6], "report_time": r[7],
-                      "first_seen": r[8], "data": r[9]}) for r in rows]
 
     async def set_box_online(self, box_id, online, now, gateway_id, junction=""):
         """An offline/restore event from a gateway's supervision: change the
