@@ -371,8 +371,8 @@ def encode_short(mtype, addr, seq):
     """A short POLL (master) or IDLE (box) for RS-485: 0x00 COBS(body) 0x00."""
     if mtype != MSG_POLL and mtype != MSG_IDLE:
         raise WireError(E_RANGE, "only POLL and IDLE have a short form")
-    if not 1 <= addr <= ADDR_MAX or not 0 <= seq <= 255:
-        raise WireError(E_RANGE, "bus address %r or sequence %r out of range" % (addr, seq))
+    _int(addr, 1, ADDR_MAX, "short frame bus address")
+    _int(seq, 0, 255, "poll sequence")
     head = bytes([SHORT_MARK, mtype, addr, seq])
     return b"\x00" + cobs_encode(head + struct.pack(">H", crc32(head) & 0xFFFF)) + b"\x00"
 
@@ -388,7 +388,8 @@ def _decode_short(body, expect_down):
         raise WireError(E_TYPE, "%s in the wrong direction" % TYPE_NAMES[mtype])
     addr = body[2]
     if not 1 <= addr <= ADDR_MAX:
-        raise WireError(E_RANGE, "short frame bus address %d" % addr)
+        # A field invalid for the type (E_RANGE is the encoder's reason).
+        raise WireError(E_PAYLOAD, "short %s for bus address %d, not 1..%d" % (TYPE_NAMES[mtype], addr, ADDR_MAX))
     return Frame(mtype, FLAG_DOWN if down else 0, addr, None, body[3], b"", {"type": TYPE_NAMES[mtype], "short": True, "seq": body[3]})
 
 

@@ -190,8 +190,40 @@ VALID = [
 ]
 
 
+# Short POLL/IDLE (RS-485 only): (name, note, type, bus address, poll sequence, known box).
+SHORT_VALID = [
+    ("short_poll_address_7", "Short POLL of the Baghi Chowk box (9 bytes on the wire)", "POLL", 7, 0x5C, BOX["Baghi Chowk Tiraha"]),
+    ("short_idle_address_7", "Its short IDLE, echoing the poll sequence", "IDLE", 7, 0x5C, BOX["Baghi Chowk Tiraha"]),
+    ("short_poll_seq_0_address_1", "Sequence 0: a zero byte inside the body (COBS must stuff it)", "POLL", 1, 0, BOX["Ghantaghar Square"]),
+    ("short_idle_address_247", "The highest bus address, sequence 255", "IDLE", wire.ADDR_MAX, 255, BOX_MAX),
+]
+
+
+def _short_body(mtype, addr, seq, crc=None):
+    head = bytes([wire.SHORT_MARK, mtype, addr, seq])
+    if crc is None:
+        crc = wire.crc32(head) & 0xFFFF
+    return head + struct.pack(">H", crc)
+
+
 def valid_vectors():
     out = []
+    for name, note, tname, addr, seq, box_id in SHORT_VALID:
+        mtype = wire.TYPE_CODES[tname]
+        frame_bytes = wire.encode_short(mtype, addr, seq)
+        assert frame_bytes == on_wire(_short_body(mtype, addr, seq)), name
+        down = mtype == wire.MSG_POLL
+        msg = {"type": tname, "short": True, "seq": seq}
+        key = test_key(box_id)
+        f = wire.decode_frame(frame_bytes[1:-1], {box_id: wire.BoxKey(key)}.get, down)
+        assert f.msg == msg and f.box_id is None and f.addr == addr, (name, f)
+        out.append({
+            "name": name, "note": note, "key": key.hex(), "known_box_id": box_id, "expect_down": down,
+            "wire": frame_bytes.hex(),
+            "frame": {"version": wire.VERSION, "type": tname, "flags": wire.FLAG_DOWN if down else 0, "addr": addr,
+                      "box_id": None, "counter": seq, "payload_len": 0},
+            "message": msg,
+        })
     for name, note, box_id, counter, addr, msg in VALID:
         key = test_key(box_id)
         mtype = wire.TYPE_CODES[msg["type"]]
@@ -270,6 +302,22 @@ def invalid_specs():
         wire.E_OVERSIZE, b"\x00" + wire.cobs_encode(biggest) + wire.cobs_encode(alarm) + b"\x00", None)
     add("oversize_noise_run", "219 non-zero bytes (MAX_ENCODED + 1) of noise",
         wire.E_OVERSIZE, b"\x00" + bytes((i * 7) % 255 + 1 for i in range(wire.MAX_ENCODED + 1)) + b"\x00", None)
+    # Short POLL/IDLE (no tag, 16-bit check).
+    poll7 = _short_body(wire.MSG_POLL, 7, 0x5C)
+    add("short_frame_check_wrong", "Short POLL whose 16-bit check does not match", wire.E_CRC,
+        on_wire(poll7[:4] + bytes([poll7[4] ^ 0x01, poll7[5]])), None, expect_down=True)
+    add("short_frame_type_alarm", "Short-frame marker with type ALARM (only POLL and IDLE are short)", wire.E_TYPE,
+        on_wire(_short_body(wire.MSG_ALARM, 7, 1)), None, expect_down=False)
+    add("short_poll_heard_by_gateway", "A gateway hears a short POLL (another master on the bus?)", wire.E_TYPE,
+        on_wire(poll7), None, expect_down=False)
+    add("short_idle_heard_by_box", "A box hears another box's short IDLE", wire.E_TYPE,
+        on_wire(_short_body(wire.MSG_IDLE, 7, 0x5C)), None, expect_down=True)
+    add("short_poll_address_0", "Short POLL for bus address 0 (short frames are RS-485 only: 1..247)", wire.E_PAYLOAD,
+        on_wire(_short_body(wire.MSG_POLL, 0, 3)), None, expect_down=True)
+    add("short_poll_address_248", "Short POLL for bus address 248", wire.E_PAYLOAD,
+        on_wire(_short_body(wire.MSG_POLL, 248, 3)), None, expect_down=True)
+    add("short_marker_7_bytes", "The short-frame marker on a 7-byte body is not a short frame", wire.E_SHORT,
+        on_wire(poll7 + b"\x01"), None, expect_down=True)
     # Integrity.
     bad = bytearray(alarm)
     bad[17] ^= 0x10
@@ -472,6 +520,15 @@ UNENCODABLE = [
     ("header_addr_negative", {"type": "IDLE"}, -1, 1),
 ]
 
+# encode_short refusals: (name, type, address, sequence).
+SHORT_UNENCODABLE = [
+    ("short_alarm", wire.MSG_ALARM, 7, 1),
+    ("short_address_0", wire.MSG_POLL, 0, 1),
+    ("short_address_248", wire.MSG_POLL, 248, 1),
+    ("short_seq_256", wire.MSG_IDLE, 7, 256),
+    ("short_seq_negative", wire.MSG_IDLE, 7, -1),
+]
+
 
 def unencodable():
     key = test_key(BOX["Ghantaghar Square"])
@@ -485,6 +542,14 @@ def unencodable():
             raise AssertionError("%s was encoded but must be refused" % name)
         out.append({"name": name, "key": key.hex(), "box_id": BOX["Ghantaghar Square"], "addr": addr, "counter": counter,
                     "message": jsonable(msg), "reason": wire.E_RANGE})
+    for name, mtype, addr, seq in SHORT_UNENCODABLE:
+        try:
+            wire.encode_short(mtype, addr, seq)
+        except wire.WireError as e:
+            assert e.reason == wire.E_RANGE, (name, e.reason)
+        else:
+            raise AssertionError("%s was encoded but must be refused" % name)
+        out.append({"name": name, "short": {"type": mtype, "addr": addr, "seq": seq}, "reason": wire.E_RANGE})
     return out
 
 

@@ -160,8 +160,15 @@ def test_garbage_in_any_fragmentation_never_hides_the_frame_that_follows(garbage
     good = V.wire_bytes(which)
     stream = garbage + good + after
     frames, reasons, reader = _decode_all(_chunks(stream, cuts), V.key_for(which), which["expect_down"])
-    # Only the real frame is accepted, exactly once, with its meaning.
-    assert [f.msg for f in frames] == [V.message(which)]
+    want = V.message(which)
+    if want.get("short"):
+        # Short POLL/IDLE carry only a 16-bit check: noise may (2^-16 odds)
+        # pass for one, so only require the real one to come through.
+        assert want in [f.msg for f in frames]
+        assert [f for f in frames if f.box_id is not None] == []
+    else:
+        # Only the real frame is authenticated, exactly once, with its meaning.
+        assert [f.msg for f in frames if f.box_id is not None] == [want]
     assert reader.pending() <= wire.MAX_ENCODED
     assert set(reasons) <= {getattr(wire, n) for n in dir(wire) if n.startswith("E_")}
 
@@ -174,17 +181,19 @@ def test_any_bytes_raise_only_wire_errors(data, cuts):
     def any_box(box_id):  # a receiver that knows every box: reaches the tag check
         return key
 
+    # Nothing authenticates; an unauthenticated short POLL/IDLE (16-bit
+    # check) is the only thing noise could ever pass for.
     for expect in (None, True, False):
         frames, reasons, reader = _decode_all(_chunks(data, cuts), any_box, expect)
-        assert frames == []
+        assert [f for f in frames if f.box_id is not None] == []
         assert reader.pending() <= wire.MAX_ENCODED
     for fn in (wire.decode_frame, wire.decode_body):
         try:
-            fn(data, any_box)
+            f = fn(data, any_box)
         except wire.WireError:
             pass
         else:
-            raise AssertionError("random bytes decoded")
+            assert f.box_id is None and len(data) <= wire.MAX_ENCODED, "random bytes authenticated"
 
 
 @PROPS

@@ -46,9 +46,11 @@ def _message(u):
 
 @pytest.mark.parametrize("u", V.doc()["unencodable"], ids=V.names(V.doc()["unencodable"]))
 def test_encoder_refuses(u):
-    key = wire.BoxKey(bytes.fromhex(u["key"]))
     with pytest.raises(wire.WireError) as exc:
-        wire.encode_message(key, _message(u), u["box_id"], u["counter"], u["addr"])
+        if "short" in u:
+            wire.encode_short(u["short"]["type"], u["short"]["addr"], u["short"]["seq"])
+        else:
+            wire.encode_message(wire.BoxKey(bytes.fromhex(u["key"])), _message(u), u["box_id"], u["counter"], u["addr"])
     assert exc.value.reason == u["reason"] == wire.E_RANGE
 
 

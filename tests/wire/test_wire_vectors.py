@@ -56,6 +56,9 @@ def test_valid_vector_decodes_to_its_meaning(v):
 def test_valid_vector_reencodes_byte_identically(v):
     key = wire.BoxKey(bytes.fromhex(v["key"]))
     h = v["frame"]
+    if v["message"].get("short"):
+        assert wire.encode_short(wire.TYPE_CODES[h["type"]], h["addr"], v["message"]["seq"]) == V.wire_bytes(v)
+        return
     assert wire.encode_message(key, V.message(v), h["box_id"], h["counter"], h["addr"]) == V.wire_bytes(v)
     payload = wire.pack_payload(V.message(v))
     assert len(payload) == h["payload_len"]
