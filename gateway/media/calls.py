@@ -77,12 +77,17 @@ class CallSession:
                 self._tasks.append(asyncio.ensure_future(consume_operator_audio(
                     track, self.box, self.box.clock, [self._operator_chunk], self.operator_stats)))
 
+        hint = "send the offer from RTCPeerConnection.createOffer()"
+        if not offer_sdp.lstrip().startswith("v=0") or "\nm=" not in offer_sdp:
+            raise CallError("the offer is not SDP (no v=0 line or no m= section); %s" % hint, self.box.box_id)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, KeyError, AttributeError) as e:
-            await pc.close()
-            raise CallError("the browser's offer is not valid SDP (%s); send the offer from RTCPeerConnection.createOffer()" % e, self.box.box_id)
+        except (ValueError, KeyError, AttributeError, IndexError) as e:
+            raise CallError("the browser's offer is not valid SDP (%s); %s" % (e, hint), self.box.box_id)
         kinds = {t.kind for t in pc.getTransceivers()}
+        if not kinds & {"audio", "video"}:
+            raise CallError("the offer has no audio or video section; %s with a mic track and a video transceiver" % hint,
+                            self.box.box_id)
         if self.box.has_video and "video" in kinds:
             self._tracks.append(CameraTrack(self.box, loop))
         if self.box.has_audio and "audio" in kinds:

@@ -83,7 +83,7 @@ class Recording:
         self.until_t = until_t
         v = box.cfg.video
         names = (["box mic"] if box.has_audio else []) + list(extra_audio)
-        self.writer = Mp4Writer(path, v.width, v.height, v.fps, names, box.box_id).start()
+        self.writer = Mp4Writer(path, v.width, v.height, v.fps, names, box.box_id, box.extradata).start()
         self._extra_base = 1 if box.has_audio else 0
         self.reached_end = threading.Event()
         self._first_video_t = None
@@ -132,10 +132,19 @@ class Recording:
         return self.writer.finish()
 
 
-def clip(box, press_t, pre_s, post_s, path):
-    """Write the alarm clip (blocking for about post_s). Returns duration_s."""
+def clip(box, press_t, pre_s, post_s, path, cancel=None):
+    """Write the alarm clip (blocking for about post_s). Returns duration_s.
+    Setting `cancel` (a threading.Event) ends it early with what it has.
+    Raises MediaNotReady if not one video packet was captured."""
     rec = Recording(box, path, press_t - pre_s, until_t=press_t + post_s).start()
-    wait = max(0.0, press_t + post_s - box.clock()) + CLIP_STALL_GRACE_S
-    if not rec.wait_end(wait):
-        log.warning("box %d: camera stopped during the clip; writing what was captured", box.box_id)
-    return rec.stop()
+    deadline = box.clock() + max(0.0, press_t + post_s - box.clock()) + CLIP_STALL_GRACE_S
+    while not rec.wait_end(0.25):
+        if cancel is not None and cancel.is_set():
+            break
+        if box.clock() > deadline:
+            log.warning("box %d: camera stopped during the clip; writing what was captured", box.box_id)
+            break
+    duration = rec.stop()
+    if rec.writer.video_packets == 0:
+        raise MediaNotReady("no video captured for the clip (camera %s); check the camera" % box.status.get("camera"), box.box_id)
+    return duration

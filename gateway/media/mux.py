@@ -33,8 +33,9 @@ class Mp4Writer:
     """Start with start(); feed video(packet) and audio(index, chunk) from any
     thread; finish() (blocking) returns the duration in seconds."""
 
-    def __init__(self, path, width, height, fps, audio_streams=(), box_id=None):
+    def __init__(self, path, width, height, fps, audio_streams=(), box_id=None, extradata=None):
         self.path = str(path)
+        self.extradata = extradata  # avcC of a camera whose packets are length-prefixed (MP4/RTSP)
         self.width = width
         self.height = height
         self.fps = fps
@@ -98,6 +99,8 @@ class Mp4Writer:
             vs.width = self.width
             vs.height = self.height
             vs.time_base = VIDEO_TIME_BASE
+            if self.extradata:
+                vs.codec_context.extradata = self.extradata
             streams = []
             for name in self.audio_names:
                 s = out.add_stream("aac", rate=SAMPLE_RATE)

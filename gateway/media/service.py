@@ -20,6 +20,7 @@ import asyncio
 import datetime
 import inspect
 import logging
+import threading
 import time
 
 from . import capture, selftest as selftest_mod
@@ -215,21 +216,31 @@ class MediaService:
     async def _capture(self, box, event_id, press_t):
         snap_part = self.store.part_path(box.box_id, event_id, "snapshot")
         clip_part = self.store.part_path(box.box_id, event_id, "clip")
+        cancel = threading.Event()
         clip_task = asyncio.ensure_future(asyncio.to_thread(
-            capture.clip, box, press_t, self.cfg.pre_s, self.cfg.post_s, clip_part))
+            capture.clip, box, press_t, self.cfg.pre_s, self.cfg.post_s, clip_part, cancel))
         try:
-            await asyncio.to_thread(capture.snapshot, box, press_t, self.cfg.snapshot_wait_s, snap_part)
-            await self.commit_media(snap_part, box.box_id, event_id, "snapshot", event_id, None)
-            await self._notify_media(event_id)
-        except MediaError as e:
-            log.warning("%s (alarm %s: no snapshot)", e, event_id)
-        except Exception as e:
-            log.error("box %d: alarm %s snapshot failed: %r", box.box_id, event_id, e)
-        try:
-            duration = await clip_task
-            await self.commit_media(clip_part, box.box_id, event_id, "clip", event_id, duration)
-        except Exception as e:
-            log.error("box %d: alarm %s clip failed: %s", box.box_id, event_id, e)
+            try:
+                await asyncio.to_thread(capture.snapshot, box, press_t, self.cfg.snapshot_wait_s, snap_part)
+                await self.commit_media(snap_part, box.box_id, event_id, "snapshot", event_id, None)
+                await self._notify_media(event_id)
+            except MediaError as e:
+                log.warning("%s (alarm %s: no snapshot)", e, event_id)
+                if not len(box.ring):
+                    cancel.set()  # no camera at all: do not wait post_s for nothing
+            except Exception as e:
+                log.error("box %d: alarm %s snapshot failed: %r", box.box_id, event_id, e)
+            try:
+                duration = await clip_task
+                await self.commit_media(clip_part, box.box_id, event_id, "clip", event_id, duration)
+            except MediaError as e:
+                log.warning("%s (alarm %s: no clip)", e, event_id)
+            except Exception as e:
+                log.error("box %d: alarm %s clip failed: %s", box.box_id, event_id, e)
+        finally:
+            cancel.set()
+            for part in (snap_part, clip_part):
+                part.unlink(missing_ok=True)
         return await self._notify_media(event_id)
 
     async def _notify_media(self, event_id):

@@ -29,6 +29,7 @@ import time
 import wave
 
 import av
+from av.bitstream import BitStreamFilterContext
 
 from . import pcm
 from .config import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE
@@ -206,7 +207,21 @@ class ContainerCamera:
         self._stream = self._c.streams.video[0]
         cc = self._stream.codec_context
         self._passthrough = cc.name == "h264"
-        self.extradata = cc.extradata if self._passthrough else None
+        # The ring holds self-contained Annex B packets (start codes, SPS and
+        # PPS before every keyframe), so a clip, a snapshot or a call can
+        # start at any buffered keyframe without the source's extradata.
+        # MP4 files give length-prefixed packets (avcC extradata): rewrite
+        # them with FFmpeg's h264_mp4toannexb filter (a repackaging, not a
+        # re-encode). RTSP gives Annex B already, with SPS/PPS perhaps only in
+        # the SDP: those are prepended to keyframes that lack them.
+        self._bsf = None
+        self._annexb_headers = None
+        self.extradata = None
+        if self._passthrough and cc.extradata:
+            if cc.extradata[0] == 1:
+                self._bsf = BitStreamFilterContext("h264_mp4toannexb", self._stream)
+            else:
+                self._annexb_headers = bytes(cc.extradata)
         self._enc = None if self._passthrough else make_encoder(c.width, c.height, c.fps, c.keyframe_interval_s, c.bitrate_kbps)
         self._demux = self._c.demux(self._stream)
         self._t0_wall = None
@@ -241,7 +256,12 @@ class ContainerCamera:
         pts_s = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
         t = self._pace(pts_s) if self.kind == "file" else self.clock()
         if self._passthrough:
-            return [(t, bytes(packet), packet.is_keyframe, None)]
+            if self._bsf is not None:
+                return [(t, bytes(p), p.is_keyframe, None) for p in self._bsf.filter(packet) if p.size]
+            data = bytes(packet)
+            if packet.is_keyframe and self._annexb_headers and not _has_sps(data):
+                data = self._annexb_headers + data
+            return [(t, data, packet.is_keyframe, None)]
         out = []
         for frame in packet.decode():
             frame = frame.reformat(width=self.cfg.width, height=self.cfg.height, format="yuv420p")
@@ -258,6 +278,16 @@ class ContainerCamera:
             except av.FFmpegError:
                 pass
             self._c = None
+
+
+def _has_sps(data):
+    """Whether an Annex B packet holds a sequence parameter set (NAL type 7)."""
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(data):
+        if data[i + 3] & 0x1F == 7:
+            return True
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return False
 
 
 def open_camera(cfg, box_id, clock=time.time, sleep=time.sleep):

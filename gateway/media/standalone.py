@@ -72,7 +72,11 @@ class RecordingHooks:
 def make_app(config, hooks):
     app = web.Application()
     service = setup(app, config, hooks)
-    app.router.add_get("/media-test/call.html", lambda r: web.FileResponse(STATIC_DIR / "call_test.html"))
+
+    async def page(_request):
+        return web.FileResponse(STATIC_DIR / "call_test.html")
+
+    app.router.add_get("/media-test/call.html", page)
     return app, service
 
 
