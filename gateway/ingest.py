@@ -71,6 +71,7 @@ class Ingest:
         self._touched = {}  # box_id -> (top, seen) before the batch
         self._states = set()
         self._carry = []  # gateway events whose commit failed
+        self._durable = False  # the batch holds something a power cut must not take
         self.batches = 0
 
     # ------------------------------------------------------------ keys, windows
@@ -154,6 +155,7 @@ class Ingest:
             if m["op"] == "selftest":
                 s.health["selftest"] = {"time": iso(wall), "passed": m["status"] == "ok", "items": _selftest_items(m["data"])}
             s.health["last_result"] = res
+            self._durable = True
             out.ack = {"type": "ACK", "acked_type": "RESULT", "acked_counter": frame.counter, "event": m["request"], "status": "stored"}
         # IDLE: nothing to ACK; it only proves the box is alive.
         self._events.extend(e for e in out.events if e["_source"] == "gateway")
@@ -229,9 +231,10 @@ class Ingest:
                 if s is not None:
                     self.store.save_state(box_id, s.persist())
 
-        self._events, self._event_ids, self._touched, self._states = [], set(), {}, set()
+        durable = bool(events) or self._durable
+        self._events, self._event_ids, self._touched, self._states, self._durable = [], set(), {}, set(), False
         try:
-            self.store.transaction(tx)
+            self.store.transaction(tx, durable=durable)
         except StorageError:
             for box_id, (top, seen) in touched.items():
                 w = self._windows.get(box_id)

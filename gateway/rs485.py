@@ -298,11 +298,13 @@ class BusMaster:
                     done.set_result((outcome, ok))
 
             try:
-                self.pipeline.submit(piece, "rs485", reply, bus_addr=addr)
+                out = self.pipeline.submit(piece, "rs485", reply, bus_addr=addr)
             except wire.WireError:
                 # Counted by the ingest. Noise before the reply: keep
                 # listening within the same deadline for the real frame.
                 continue
+            if out.ack is None:
+                return  # IDLE: nothing to wait for; the commit runs behind us
             outcome, ok = await done
             if ok and outcome.ack is not None:
                 self._write(self.ingest.encode_down(box.box_id, outcome.ack, addr))

@@ -87,6 +87,7 @@ def _is_full(e):
 class Store:
     def __init__(self, path, synchronous="FULL", max_db_mb=0.0):
         self.path = pathlib.Path(path)
+        self.synchronous = synchronous
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -134,9 +135,27 @@ class Store:
         except sqlite3.Error:
             pass
 
-    def transaction(self, fn):
+    def transaction(self, fn, durable=True):
         """Run fn() inside one transaction; StorageError (nothing kept) on
-        any SQLite failure."""
+        any SQLite failure. Nested calls join the outer transaction.
+
+        durable=False: commit without fsync (synchronous=NORMAL in WAL mode:
+        survives the process being killed, not a power cut). For batches
+        without events (IDLE replies, heartbeats): their loss on a power cut
+        costs nothing, and the fsync would stall the event loop for every
+        RS-485 slot."""
+        if self._in_tx:
+            return fn()
+        lazy = not durable and self.synchronous != "NORMAL"
+        if lazy:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return self._transaction(fn)
+        finally:
+            if lazy:
+                self.db.execute("PRAGMA synchronous=%s" % self.synchronous)
+
+    def _transaction(self, fn):
         try:
             self.begin()
             out = fn()
