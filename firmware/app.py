@@ -1,0 +1,462 @@
+"""The box application: inputs, outbox, sender, beacon, links, watchdog.
+
+App is the `host` of firmware/link.py: links call next_up_frame, idle_frame,
+on_frame, decode and log, and wait on `pending`. The pure cores (debounce,
+outbox, sender, feedback) hold the logic; this file is the asyncio shell that
+samples pins, keeps time, and moves frames.
+
+Order on a press (the citizen sees it at once, the alarm survives a power
+cut): debounced press -> beacon "sending" on the light pin -> alarm appended
+to the outbox on flash -> `pending` set -> sent on the next poll (RS-485) or
+at once (LTE) -> retried with backoff until the gateway's ACK -> outbox
+entry marked done -> beacon "received".
+"""
+
+import sys
+import time
+import json
+import struct
+import asyncio
+import binascii
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+import wire
+import log
+import hw
+import config
+from errors import BoxError, ConfigError
+from debounce import Debouncer, SAMPLE_MS, EV_PRESS, EV_RELEASE, EV_STUCK, EV_UNSTUCK
+from outbox import Outbox
+from sender import Sender
+import feedback
+
+FW_VERSION = "1.0.0"
+_BEACON_MS = const(50)  # light and buzzer pattern resolution
+_WDT_MS = const(8000)  # machine.WDT timeout
+_FEED_MS = const(1000)  # the main loop's period
+_STALL_MS = const(3000)  # a task silent this long = unhealthy: stop feeding
+_MAX_RESULTS = const(4)  # queued command results
+_RESET_DELAY_MS = const(500)  # let a reboot RESULT go out first
+_KINDS = {"emergency": 1, "panic": 2, "tamper": 3}
+_KIND_FAULT = const(6)
+_STUCK_FAULTS = {"emergency": "emergency_stuck", "panic": "panic_stuck", "tamper": "tamper_stuck"}
+BUTTONS = ("emergency", "panic", "tamper")
+_SETTABLE = ("heartbeat_s", "backup_after_s", "stuck_s", "junction", "log_level", "sms_after_s")
+
+
+class App:
+    def __init__(self, cfg, board):
+        self.cfg = cfg
+        self.board = board
+        self.box_id = cfg["box_id"]
+        self.bus_addr = cfg["bus_addr"]
+        self.key = wire.BoxKey(binascii.unhexlify(cfg["key"]))
+        self.pending = asyncio.Event()
+        now = time.ticks_ms()
+        self.boot_ms = now
+        self.boot_reason = hw.reset_cause()
+        self.boot_reported = False
+        self.outbox = Outbox("outbox.log", cfg["event_start"], write=hw.flash_write)
+        self.counter = 0
+        self.replay = wire.ReplayWindow()
+        self.sender = Sender(cfg["heartbeat_s"] * 1000, now)
+        self.beacon = feedback.Beacon(now)
+        self.shown = None
+        self.faults = []
+        self.inputs = []
+        for name in BUTTONS:
+            if name in board["inputs"]:
+                stuck = 0 if name == "tamper" else cfg["stuck_s"] * 1000
+                active = board["inputs"][name].get("active", 0)
+                self.inputs.append((name, active, Debouncer(stuck_ms=stuck)))
+        self.clock_base = None  # (wall seconds, ticks ms) from time sync
+        self.results = []
+        self.links = []
+        self.rs485 = None
+        self.lte = None
+        self._hb_sent = (None, now)  # (counter, ticks) of the last heartbeat
+        self._alive = {"inputs": now, "beacon": now}
+        self._reset_at = None
+        self._rand = 0
+
+    # ------------------------------------------------------------ host API
+
+    def log(self, level, msg):
+        log.log(level, msg)
+
+    def decode(self, piece):
+        f = wire.decode_frame(piece, self._key_for, True)
+        self.replay.accept(f.counter, self.box_id)
+        return f
+
+    def _key_for(self, box_id):
+        return self.key if box_id == self.box_id else None
+
+    def _active_link(self):
+        if self.rs485 is not None and (self.lte is None or self.rs485.polled_within(self.cfg["backup_after_s"] * 1000)):
+            return self.rs485
+        return self.lte
+
+    def next_up_frame(self, link):
+        if link is not self._active_link() and link is not self.rs485:
+            return None
+        now = time.ticks_ms()
+        item = self.sender.next(self.outbox.pending, now)
+        if item is not None and item[0] == "alarm":
+            a = item[1]
+            self._rand = (self._rand * 1103515245 + 12345) & 0x7FFFFFFF
+            tries = self.sender.sent_alarm(a[0], now, self._rand >> 8)
+            log.info("sending alarm %d (%s) on %s, try %d" % (a[0], wire.ALARM_KINDS.get(a[1], a[1]), link.name, tries))
+            return self._frame(wire.MSG_ALARM, struct.pack(">IBBIH", a[0], a[1], a[2], a[3], a[4]), link)
+        if self.results:
+            return self._frame(wire.MSG_RESULT, self.results.pop(0), link)
+        if item is not None:
+            self.sender.sent_hb(now)
+            frame = self._frame(wire.MSG_HEARTBEAT, wire.pack_payload(self.heartbeat(link)), link)
+            self._hb_sent = (self.counter, now)
+            return frame
+        return None
+
+    def idle_frame(self, link):
+        return self._frame(wire.MSG_IDLE, b"", link)
+
+    def _frame(self, mtype, payload, link):
+        self.counter += 1
+        try:
+            self.outbox.reserve_counter(self.counter)
+        except OSError as e:
+            self._flash_fault(e)
+        addr = self.bus_addr if link is self.rs485 else wire.ADDR_NONE
+        return wire.encode_frame(self.key, mtype, self.box_id, self.counter, payload, addr)
+
+    def on_frame(self, f, link):
+        m = f.msg
+        now = time.ticks_ms()
+        if m["type"] == "ACK":
+            if m["acked_type"] == "ALARM":
+                ev = m["event"]
+                self.sender.acked_alarm(ev)
+                try:
+                    done = self.outbox.done(ev)
+                except OSError as e:
+                    self._flash_fault(e)
+                    done = self.outbox._drop(ev)
+                if done:
+                    log.info("alarm %d acknowledged by the gateway (%s) via %s" % (ev, m["status"], link.name))
+                    if m["status"] == "refused":
+                        log.error("the gateway refused alarm %d: check the box's provisioning" % ev)
+                self.beacon.ack(ev, now)
+                self._show(now)
+            elif m["acked_type"] == "HEARTBEAT":
+                if m["acked_counter"] == self._hb_sent[0]:
+                    self.sender.got_hb_ack(now, self._hb_sent[1])
+                    self.boot_reported = True
+        elif m["type"] == "CALL_STATE":
+            log.info("call %s for event %d (prompt %s)" % (m["state"], m["event"], m["prompt"]))
+            self.beacon.call(m["state"], m["event"], now)
+            self._show(now)
+        elif m["type"] == "COMMAND":
+            self._command(m)
+
+    # ------------------------------------------------------------ commands
+
+    def _result(self, m, status, data=b""):
+        if len(self.results) >= _MAX_RESULTS:
+            self.results.pop(0)
+        self.results.append(wire.pack_payload({"type": "RESULT", "request": m["request"], "op": m["op"], "status": status, "data": data}))
+        self.pending.set()
+
+    def _command(self, m):
+        op = m["op"]
+        args = m["args"]
+        log.info("command %s (request %d)" % (op, m["request"]))
+        if op == "time_sync":
+            if len(args) < 4:
+                return self._result(m, "bad_args")
+            secs = struct.unpack(">I", args[:4])[0]
+            ms = struct.unpack(">H", args[4:6])[0] if len(args) >= 6 else 0
+            self.clock_base = (secs * 1000 + ms, time.ticks_ms())
+            self._set_fault("clock_unsynced", False)
+            return self._result(m, "ok")
+        if op == "reboot":
+            self._reset_at = time.ticks_add(time.ticks_ms(), _RESET_DELAY_MS)
+            return self._result(m, "ok")
+        if op == "selftest":
+            return self._result(m, "ok" if not self.faults else "fail", json.dumps(self.selftest()).encode())
+        if op == "config_get":
+            shown = {}
+            for k in self.cfg:
+                if k != "key":
+                    shown[k] = self.cfg[k]
+            data = json.dumps(shown).encode()
+            return self._result(m, "ok", data[: wire.MAX_PAYLOAD - 4])
+        if op == "config_set":
+            try:
+                changes = json.loads(bytes(args))
+                new = dict(self.cfg)
+                for k in changes:
+                    if k not in _SETTABLE:
+                        raise ValueError(k)
+                    new[k] = changes[k]
+                new = config.validate(new)
+                config.save(new)
+            except (ValueError, ConfigError, OSError) as e:
+                log.warning("config_set refused: %s" % (e,))
+                return self._result(m, "bad_args")
+            self.cfg = new
+            self.sender.hb_interval_ms = new["heartbeat_s"] * 1000
+            log.set_level(new["log_level"])
+            return self._result(m, "ok")
+        return self._result(m, "unsupported")
+
+    def selftest(self):
+        items = {"flash": "fail" if "flash" in self.faults else "pass"}
+        for name, active, deb in self.inputs:
+            items[name] = "fail" if deb.stuck else "pass"
+        return items
+
+    # ------------------------------------------------------------ state
+
+    def wall(self):
+        """(seconds, ms, synced): wall clock after a time sync, else uptime."""
+        now = time.ticks_ms()
+        if self.clock_base is None:
+            t = time.ticks_diff(now, self.boot_ms)
+            return (t // 1000, t % 1000, False)
+        t = self.clock_base[0] + time.ticks_diff(now, self.clock_base[1])
+        return (t // 1000, t % 1000, True)
+
+    def _set_fault(self, name, on):
+        if on and name not in self.faults:
+            self.faults.append(name)
+        elif not on and name in self.faults:
+            self.faults.remove(name)
+        self.beacon.set_fault([f for f in self.faults if f not in ("clock_unsynced", "link_backup")])
+
+    def _flash_fault(self, e):
+        if "flash" not in self.faults:
+            log.error("flash write failed: %r; alarms are kept in RAM only" % (e,))
+        self._set_fault("flash", True)
+
+    def heartbeat(self, link):
+        power, mv = hw.power()
+        tamper = False
+        for name, active, deb in self.inputs:
+            if name == "tamper":
+                tamper = bool(deb.state)
+        secs, ms, synced = self.wall()
+        faults = list(self.faults)
+        if link is self.lte and self.rs485 is not None and "link_backup" not in faults:
+            faults.append("link_backup")
+        return {
+            "type": "HEARTBEAT",
+            "uptime_s": time.ticks_diff(time.ticks_ms(), self.boot_ms) // 1000,
+            "power": power,
+            "battery_mv": mv,
+            "tamper": tamper,
+            "link": link.name,
+            "rssi_dbm": max(-128, min(127, link.rssi_dbm)),
+            "fw": FW_VERSION,
+            "outbox": len(self.outbox.pending),
+            "boot_reason": "none" if self.boot_reported else self.boot_reason,
+            "faults": faults,
+            "time_s": secs if synced else 0,
+        }
+
+    def raise_alarm(self, kind, restore=False):
+        secs, ms, synced = self.wall()
+        flags = (wire.ALARM_FLAG_TIME_SYNCED if synced else 0) | (wire.ALARM_FLAG_RESTORE if restore else 0)
+        try:
+            ev = self.outbox.add(kind, flags, secs, ms)
+        except OSError as e:
+            self._flash_fault(e)
+            ev = self.outbox.add_ram(kind, flags, secs, ms)
+        log.info("alarm %d stored: %s%s" % (ev, wire.ALARM_KINDS.get(kind, kind), " restore" if restore else ""))
+        self.pending.set()
+        return ev
+
+    def _show(self, now):
+        light, buzzer = self.beacon.output(now)
+        hw.output("light", light)
+        hw.output("buzzer", buzzer)
+        s = self.beacon.shown()
+        if s != self.shown:
+            self.shown = s
+            hw.light_state(s)
+            log.info("light %s" % s)
+
+    def _on_input(self, name, ev, now):
+        if ev == EV_PRESS:
+            if name == "tamper":
+                self.raise_alarm(_KINDS[name])
+                return
+            self.beacon.press(None, now)
+            self._show(now)
+            lit_ms = time.ticks_diff(time.ticks_ms(), now)
+            self.beacon.event = self.raise_alarm(_KINDS[name])
+            log.info("%s pressed: light sending %d ms after the debounced press" % (name, lit_ms))
+        elif ev == EV_RELEASE:
+            if name == "tamper":
+                self.raise_alarm(_KINDS[name], True)
+        elif ev == EV_STUCK:
+            log.warning("%s button stuck closed: reported as a fault, presses ignored until released" % name)
+            self._set_fault(_STUCK_FAULTS[name], True)
+            self.raise_alarm(_KIND_FAULT)
+            self._show(now)
+        elif ev == EV_UNSTUCK:
+            log.info("%s button released: fault cleared" % name)
+            self._set_fault(_STUCK_FAULTS[name], False)
+            self.raise_alarm(_KIND_FAULT, True)
+            self._show(now)
+
+    # ------------------------------------------------------------ tasks
+
+    async def _inputs(self):
+        while True:
+            now = time.ticks_ms()
+            for name, active, deb in self.inputs:
+                lvl = 1 if hw.input_level(name) == active else 0
+                ev = deb.update(lvl, now)
+                if ev:
+                    self._on_input(name, ev, now)
+            self._alive["inputs"] = now
+            await asyncio.sleep_ms(SAMPLE_MS)
+
+    async def _beacon(self):
+        while True:
+            now = time.ticks_ms()
+            self.beacon.tick(now)
+            self._show(now)
+            self._alive["beacon"] = now
+            await asyncio.sleep_ms(_BEACON_MS)
+
+    async def _schedule(self):
+        while True:
+            now = time.ticks_ms()
+            if self.rs485 is not None:
+                self.rs485.up = self.rs485.polled_within(self.cfg["backup_after_s"] * 1000)
+            if self.lte is not None and self.rs485 is not None:
+                self._set_fault("link_backup", self._active_link() is self.lte)
+            if self.sender.next(self.outbox.pending, now) is not None or self.results:
+                self.pending.set()
+            if self._reset_at is not None and time.ticks_diff(now, self._reset_at) >= 0:
+                log.warning("rebooting on the gateway's command")
+                hw.reset()
+            await asyncio.sleep_ms(max(20, self.sender.wake_in_ms(self.outbox.pending, now, 500)))
+
+    async def _run_link(self, link):
+        failures = 0
+        while True:
+            try:
+                await link.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 1
+                log.log(log.ERROR if failures == 1 else log.DEBUG, "%s link crashed: %r; restarting it" % (link.name, e))
+                if failures == 1:
+                    sys.print_exception(e)
+                await asyncio.sleep_ms(min(1000 * failures, 30000))
+
+    async def _watchdog(self):
+        hw.wdt_start(_WDT_MS)
+        warned = False
+        while True:
+            now = time.ticks_ms()
+            stalled = [n for n in self._alive if time.ticks_diff(now, self._alive[n]) > _STALL_MS]
+            if not stalled:
+                hw.wdt_feed()
+                warned = False
+            elif not warned:
+                log.error("%s task stalled: not feeding the watchdog" % ", ".join(stalled))
+                warned = True
+            await asyncio.sleep_ms(_FEED_MS)
+
+    def _make_links(self):
+        kind = self.cfg["link"]
+        if "rs485" in kind:
+            from link_rs485 import Rs485Link
+
+            self.rs485 = Rs485Link(self, self.bus_addr, self.board["uarts"].get("rs485", {}))
+            self.links.append(self.rs485)
+        if "lte" in kind:
+            try:
+                from link_lte import LteLink
+
+                self.lte = LteLink(self)
+                self.links.append(self.lte)
+            except ImportError as e:
+                log.error("no LTE link in this firmware (%r): deploy link_lte.py and at_modem.py" % (e,))
+
+    async def run(self):
+        await hw.start()
+        log.info("firmware %s, board %s, link %s, boot reason %s" % (FW_VERSION, self.board.get("name"), self.cfg["link"], self.boot_reason))
+        try:
+            torn = self.outbox.load()
+        except OSError as e:
+            self._flash_fault(e)
+            torn = 0
+        if torn:
+            log.warning("outbox: a torn record (power cut during a write) was found and cut off; %d alarms intact" % len(self.outbox.pending))
+        self.counter = self.outbox.counter_ceiling
+        if self.outbox.pending:
+            log.info("outbox: %d unacknowledged alarms to deliver: %s" % (len(self.outbox.pending), [a[0] for a in self.outbox.pending]))
+            self.pending.set()
+        self._set_fault("clock_unsynced", True)
+        self._make_links()
+        now = time.ticks_ms()
+        self._alive["inputs"] = now
+        self._alive["beacon"] = now
+        tasks = [asyncio.create_task(self._inputs()), asyncio.create_task(self._beacon()), asyncio.create_task(self._schedule())]
+        for link in self.links:
+            tasks.append(asyncio.create_task(self._run_link(link)))
+        self._show(now)
+        await self._watchdog()
+
+
+async def unprovisioned(reason, board):
+    """No usable configuration: show the fault light, say why, wait for the
+    technician (the REPL stays reachable: Ctrl-C stops this loop)."""
+    if board is not None:
+        hw.init(board)
+    await hw.start()
+    beacon = feedback.Beacon(time.ticks_ms())
+    beacon.set_fault(True)
+    hw.light_state(beacon.shown())
+    n = 0
+    while True:
+        if n % 600 == 0:
+            log.error("unprovisioned: %s" % reason)
+        now = time.ticks_ms()
+        if board is not None:
+            light, buzzer = beacon.output(now)
+            hw.output("light", light)
+        n += 1
+        await asyncio.sleep_ms(100)
+
+
+def main(board_default="devkit_rs485"):
+    board = None
+    try:
+        cfg = config.load()
+        log.set_box(cfg["box_id"])
+        log.set_level(cfg["log_level"])
+        board = config.load_board(cfg["board"], cfg["box_id"])
+    except ConfigError as e:
+        if board is None:
+            try:
+                board = config.load_board(board_default)
+            except ConfigError:
+                board = None
+        asyncio.run(unprovisioned(str(e), board))
+        return
+    hw.init(board)
+    app = App(cfg, board)
+    asyncio.run(app.run())

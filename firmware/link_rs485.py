@@ -1,0 +1,124 @@
+"""RS-485 link: the box answers the gateway's POLL for its bus address.
+
+The bus is half duplex and shared by every box at the junction; the gateway
+is the only master, so the box never talks unpolled: when a POLL addressed to
+its bus address arrives, it replies with exactly one frame (its pending
+alarm, heartbeat or command result, else IDLE). Frames addressed to other
+boxes, their replies, stray 0x00 bytes at turnaround and line garbage are
+skipped (FrameReader hunts for the next delimiter) and counted.
+
+Driver enable by hand (ESP32 UART has no RS-485 mode, brief section 3): DE
+on, DE_SETUP_US, one write, wait until the UART has sent the last bit, one
+character time more, DE off. DE is forced off when the UART (re)opens, so a
+reset never leaves the transceiver driving the bus.
+"""
+
+import time
+import asyncio
+
+import wire
+import hw
+from link import Link
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+_READ_CHUNK = const(64)
+DE_SETUP_US = const(200)  # transceiver enable time before the first bit
+_REOPEN_FIRST_MS = const(500)
+_REOPEN_MAX_MS = const(10000)
+
+
+class Rs485Link(Link):
+    name = "rs485"
+
+    def __init__(self, host, addr, uart):
+        super().__init__(host)
+        self.addr = addr
+        self.de = uart.get("de", "de")
+        self.char_us = 10000000 // uart.get("baud", 19200) + 1  # 10 bits per byte
+        self.last_poll_ms = None
+        self.polls = 0
+
+    def polled_within(self, ms):
+        return self.last_poll_ms is not None and time.ticks_diff(time.ticks_ms(), self.last_poll_ms) < ms
+
+    async def run(self):
+        failures = 0
+        while True:
+            hw.output(self.de, 0)
+            try:
+                reader, writer = await hw.open_uart("rs485")
+            except OSError as e:
+                failures += 1
+                self.host.log(2 if failures == 1 else 0, "rs485: cannot open the UART: %r" % (e,))
+                await asyncio.sleep_ms(min(_REOPEN_FIRST_MS << min(failures, 5), _REOPEN_MAX_MS))
+                continue
+            if failures:
+                self.host.log(1, "rs485: UART open")
+            failures = 0
+            try:
+                await self._serve(reader, writer)
+            except OSError as e:
+                self.count("io")
+                self.host.log(2, "rs485: UART error %r; reopening" % (e,))
+            hw.output(self.de, 0)
+            try:
+                writer.close()
+            except (OSError, AttributeError):
+                pass
+            self.up = False
+            await asyncio.sleep_ms(_REOPEN_FIRST_MS)
+
+    async def _serve(self, reader, writer):
+        fr = wire.FrameReader()
+        while True:
+            data = await reader.read(_READ_CHUNK)
+            if not data:
+                raise OSError("the bus connection closed")
+            for piece in fr.feed(data):
+                await self._piece(piece, writer)
+            if fr.oversize:
+                self.counters["oversize"] = fr.oversize
+
+    async def _piece(self, piece, writer):
+        try:
+            body = wire.cobs_decode(piece)
+        except wire.WireError as e:
+            self.count(e.reason)
+            return
+        if len(body) < wire.OVERHEAD or body[3] != self.addr:
+            self.count("other_addr")
+            return
+        try:
+            f = self.host.decode(piece)
+        except wire.WireError as e:
+            self.count(e.reason)
+            self.host.log(0, "rs485: dropped a frame: %s" % (e,))
+            return
+        if f.mtype == wire.MSG_POLL:
+            self.last_poll_ms = time.ticks_ms()
+            self.polls += 1
+            self.up = True
+            frame = self.host.next_up_frame(self)
+            if frame is None:
+                frame = self.host.idle_frame(self)
+            await self._send(writer, frame)
+        else:
+            self.host.on_frame(f, self)
+
+    async def _send(self, writer, frame):
+        hw.output(self.de, 1)
+        time.sleep_us(DE_SETUP_US)
+        try:
+            writer.write(frame)
+            await writer.drain()
+            await hw.uart_tx_done("rs485")
+            time.sleep_us(self.char_us)
+        finally:
+            hw.output(self.de, 0)

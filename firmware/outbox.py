@@ -1,0 +1,221 @@
+"""The box's durable alarm outbox: an append-only log on flash.
+
+Every alarm is appended here before its first transmission and stays until
+the gateway acknowledges it. A power cut can interrupt an append at any byte:
+each record carries its own CRC, so a torn tail is detected on the next boot,
+counted, and cut off by a compaction; the records before it are intact.
+
+Record layout (all integers big-endian)::
+
+    off  size  field
+    0    1     MAGIC 0xA5
+    1    1     type: 'A' alarm, 'D' done, 'C' counter ceiling, 'N' next event
+    2    1     data length L
+    3    L     data
+    3+L  4     CRC-32 (IEEE) over bytes 1..3+L
+
+    'A' data = event u32, kind u8, flags u8, time_s u32, time_ms u16
+               (the wire ALARM payload layout)
+    'D' data = event u32 (acknowledged: no longer pending)
+    'C' data = ceiling u32: up-frame counters below it may have been used
+    'N' data = next event id u32 (written by compaction)
+
+Wear: the frame counter is reserved in blocks of COUNTER_BLOCK, so one small
+record covers thousands of frames; compaction rewrites the live records to
+a temporary file and renames it over the log (atomic on littlefs and POSIX),
+only when the log passes COMPACT_BYTES. A leftover temporary file means the
+power went during a compaction: the old log is still whole and wins.
+
+Bounded: at most MAX_ALARMS pending. When full, a new alarm of a kind already
+pending is merged into it (the control room already has that call); a new
+kind is still admitted up to HARD_LIMIT. Heartbeats never come here.
+
+No clock; the file I/O is plain open/os on both interpreters; `write` can be
+injected (the virtual box uses it to simulate a slow flash for power-cut
+tests).
+"""
+
+import os
+import struct
+import binascii
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+MAGIC = const(0xA5)
+R_ALARM = const(0x41)
+R_DONE = const(0x44)
+R_COUNTER = const(0x43)
+R_NEXT = const(0x4E)
+_HEAD = const(3)
+_CRC = const(4)
+MAX_ALARMS = const(64)  # pending alarms before merging by kind
+HARD_LIMIT = const(80)  # never more, whatever happens (RAM and flash bound)
+COMPACT_BYTES = const(4096)  # log size that triggers a compaction
+COUNTER_BLOCK = const(4096)  # frame counters reserved per 'C' record
+_ALARM_FMT = ">IBBIH"
+
+
+class OutboxError(Exception):
+    pass
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def encode_record(rtype, data):
+    body = bytes((rtype, len(data))) + bytes(data)
+    return bytes((MAGIC,)) + body + struct.pack(">I", binascii.crc32(body) & 0xFFFFFFFF)
+
+
+def parse_log(buf):
+    """Split a log into (records, good_bytes, torn). records is a list of
+    (type, data); parsing stops at the first bad record: torn is True when
+    bytes remain after the last good one."""
+    recs = []
+    i = 0
+    n = len(buf)
+    while i < n:
+        if n - i < _HEAD + _CRC or buf[i] != MAGIC:
+            return recs, i, True
+        ln = buf[i + 2]
+        end = i + _HEAD + ln
+        if end + _CRC > n:
+            return recs, i, True
+        crc = struct.unpack(">I", buf[end : end + _CRC])[0]
+        if binascii.crc32(buf[i + 1 : end]) & 0xFFFFFFFF != crc:
+            return recs, i, True
+        recs.append((buf[i + 1], bytes(buf[i + _HEAD : end])))
+        i = end + _CRC
+    return recs, i, False
+
+
+def _plain_write(f, data):
+    f.write(data)
+
+
+class Outbox:
+    def __init__(self, path="outbox.log", event_start=1, write=None, max_alarms=MAX_ALARMS, compact_bytes=COMPACT_BYTES):
+        self.path = path
+        self.tmp = path + ".tmp"
+        self.event_start = event_start
+        self.max_alarms = max_alarms
+        self.compact_bytes = compact_bytes
+        self._write = write or _plain_write
+        self.pending = []  # (event, kind, flags, time_s, time_ms), oldest first
+        self.next_event = event_start
+        self.counter_ceiling = 0
+        self.size = 0
+        self.torn = 0  # torn records found at load
+        self.merged = 0  # alarms merged into a pending one of the same kind
+        self.compactions = 0
+
+    def load(self):
+        """Read the log; cut a torn tail off. Returns the number of torn
+        records found (0 or 1)."""
+        if _exists(self.tmp):
+            os.remove(self.tmp)
+        buf = b""
+        if _exists(self.path):
+            with open(self.path, "rb") as f:
+                buf = f.read()
+        recs, good, torn = parse_log(buf)
+        self.pending = []
+        top = self.event_start - 1
+        for rtype, data in recs:
+            if rtype == R_ALARM and len(data) == 12:
+                a = struct.unpack(_ALARM_FMT, data)
+                self.pending.append(a)
+                top = max(top, a[0])
+            elif rtype == R_DONE and len(data) == 4:
+                ev = struct.unpack(">I", data)[0]
+                self._drop(ev)
+            elif rtype == R_COUNTER and len(data) == 4:
+                self.counter_ceiling = max(self.counter_ceiling, struct.unpack(">I", data)[0])
+            elif rtype == R_NEXT and len(data) == 4:
+                top = max(top, struct.unpack(">I", data)[0] - 1)
+        self.next_event = top + 1
+        self.size = good
+        self.torn = 1 if torn else 0
+        if torn:
+            self.compact()
+        return self.torn
+
+    def _drop(self, event):
+        for i in range(len(self.pending)):
+            if self.pending[i][0] == event:
+                self.pending.pop(i)
+                return True
+        return False
+
+    def _append(self, rtype, data):
+        rec = encode_record(rtype, data)
+        with open(self.path, "ab") as f:
+            self._write(f, rec)
+        self.size += len(rec)
+
+    def add(self, kind, flags, time_s, time_ms=0):
+        """Persist a new alarm; return its event id. Returns the id of a
+        pending alarm of the same kind and flags when full (merged)."""
+        if len(self.pending) >= self.max_alarms:
+            for a in self.pending:
+                if a[1] == kind and a[2] == flags:
+                    self.merged += 1
+                    return a[0]
+            if len(self.pending) >= HARD_LIMIT:
+                raise OutboxError("outbox full: %d alarms pending" % len(self.pending))
+        ev = self.next_event
+        a = (ev, kind, flags, time_s, time_ms)
+        self._append(R_ALARM, struct.pack(_ALARM_FMT, *a))
+        self.next_event = ev + 1
+        self.pending.append(a)
+        return ev
+
+    def add_ram(self, kind, flags, time_s, time_ms=0):
+        """Keep an alarm that could not be written (flash fault): it is sent
+        like the others but would not survive a reset."""
+        ev = self.next_event
+        self.next_event = ev + 1
+        self.pending.append((ev, kind, flags, time_s, time_ms))
+        return ev
+
+    def done(self, event):
+        """The gateway has the alarm: forget it. False if not pending."""
+        if not self._drop(event):
+            return False
+        self._append(R_DONE, struct.pack(">I", event))
+        if self.size > self.compact_bytes:
+            self.compact()
+        return True
+
+    def reserve_counter(self, counter):
+        """Make sure counter is below the persisted ceiling (call before
+        using it in a frame)."""
+        if counter >= self.counter_ceiling:
+            self.counter_ceiling = counter + COUNTER_BLOCK
+            self._append(R_COUNTER, struct.pack(">I", self.counter_ceiling))
+
+    def compact(self):
+        recs = [encode_record(R_NEXT, struct.pack(">I", self.next_event))]
+        if self.counter_ceiling:
+            recs.append(encode_record(R_COUNTER, struct.pack(">I", self.counter_ceiling)))
+        for a in self.pending:
+            recs.append(encode_record(R_ALARM, struct.pack(_ALARM_FMT, *a)))
+        size = 0
+        with open(self.tmp, "wb") as f:
+            for r in recs:
+                self._write(f, r)
+                size += len(r)
+        os.rename(self.tmp, self.path)
+        self.size = size
+        self.compactions += 1
