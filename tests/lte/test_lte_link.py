@@ -93,11 +93,14 @@ def test_network_closed_and_remote_close_are_recovered():
         j = await host.wait(j, ev="acked")
         sim.remote_close(0)
         k = await host.wait(j, ev="state", up=False)
-        assert "+IPCLOSE reason 1" in host.events[k]["error"]
+        # The +IPCLOSE URC, or a heartbeat's CIPSEND on the closed socket
+        # failing first: either way the drop is noticed at once.
+        err = host.events[k]["error"]
+        assert "+IPCLOSE reason 1" in err or "AT+CIPSEND=0" in err, err
         k = await host.wait(k, ev="state", state="up", up=True)
         host.send("alarm 11")
         await host.wait(k, ev="acked", type="ALARM", event=11)
-        assert rx.connections == 3
+        assert rx.connections >= 3
 
     run(scenario)
 
