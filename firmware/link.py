@@ -9,7 +9,9 @@ the link as `host`, which provides:
         The next wire frame (wire.encode_frame output, delimiters included)
         the box wants to send on this link, or None when it has nothing.
         RS-485 calls it when polled; LTE calls it whenever `host.pending` is
-        set. Calling it again without a delivery is allowed: the host decides
+        set. The LTE link clears host.pending, then calls
+        next_up_frame() once per wake-up; a host with more to send sets
+        pending again. Calling it again without a delivery is allowed: the host decides
         what is (re)sent, with what counter.
     host.pending
         An asyncio.Event set by the host when it has something to send.
