@@ -153,17 +153,21 @@ class BoxMedia:
                 fn(packet.t, frame)
 
     def _decode(self, packet):
-        if self._decoder is None:
-            self._decoder = av.CodecContext.create("h264", "r")
+        # Only the capture thread decodes; remove_frame_listener() may drop
+        # self._decoder from another thread, so work on a local reference.
+        dec = self._decoder
+        if dec is None:
+            dec = av.CodecContext.create("h264", "r")
             if self.extradata:
-                self._decoder.extradata = self.extradata
+                dec.extradata = self.extradata
+            self._decoder = dec
             self._decoder_primed = False
         if not self._decoder_primed and not packet.key:
             return None
         self._decoder_primed = True
         frame = None
         try:
-            for f in self._decoder.decode(av.Packet(packet.data)):
+            for f in dec.decode(av.Packet(packet.data)):
                 frame = f
         except av.FFmpegError as e:
             log.debug("box %d: decode error %s; waiting for the next keyframe", self.box_id, e)

@@ -6,6 +6,7 @@ follow the call, and nobody without the console token gets a call."""
 
 import array
 import json
+import pathlib
 import time
 import urllib.request
 
@@ -108,3 +109,21 @@ def test_browser_hangup_ends_the_call_and_tells_the_box(server, chromium):
         assert server.service.calls[r2["callId"]].machine.ended_by == "box"
     finally:
         page.close()
+
+
+def test_bench_call_prints_the_figures(repo_root):
+    """`callbox bench call --json` end to end, cut short (2 calls, 1 s buffer)."""
+    import subprocess
+    import sys
+
+    exe = pathlib.Path(sys.executable).with_name("callbox")
+    proc = subprocess.run([str(exe), "bench", "call", "--json", "--calls", "2", "--hold-s", "0.5", "--pre-s", "1",
+                           "--snapshots", "1", "--width", "320", "--height", "240", "--fps", "10"],
+                          capture_output=True, text=True, timeout=180, cwd=repo_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert figures["calls"] == 2
+    assert 0 < figures["setup_ms"]["p50"] <= figures["setup_ms"]["p95"] < 30000
+    assert figures["ring_buffer_mb"] > 0 and figures["ring_buffer_s"] >= 1.0
+    assert 0 < figures["snapshot_ms"] < 10000
+    assert isinstance(figures["cpu_per_call_pct"], float) and isinstance(figures["meets_targets"], bool)
