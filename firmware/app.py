@@ -12,6 +12,7 @@ at once (LTE) -> retried with backoff until the gateway's ACK -> outbox
 entry marked done -> beacon "received".
 """
 
+import gc
 import sys
 import time
 import json
@@ -44,6 +45,7 @@ _FEED_MS = const(1000)  # the main loop's period
 _STALL_MS = const(3000)  # a task silent this long = unhealthy: stop feeding
 _MAX_RESULTS = const(4)  # queued command results
 _RESET_DELAY_MS = const(500)  # let a reboot RESULT go out first
+_HEAP_LOG_MS = const(10000)  # heap figures in the log this often
 _KINDS = {"emergency": 1, "panic": 2, "tamper": 3}
 _KIND_FAULT = const(6)
 _STUCK_FAULTS = {"emergency": "emergency_stuck", "panic": "panic_stuck", "tamper": "tamper_stuck"}
@@ -85,6 +87,8 @@ class App:
         self._alive = {"inputs": now, "beacon": now}
         self._reset_at = None
         self._rand = 0
+        self.heap_peak = 0
+        self._heap_logged = now
 
     # ------------------------------------------------------------ host API
 
@@ -334,6 +338,9 @@ class App:
             now = time.ticks_ms()
             self.beacon.tick(now)
             self._show(now)
+            used = gc.mem_alloc()
+            if used > self.heap_peak:
+                self.heap_peak = used
             self._alive["beacon"] = now
             await asyncio.sleep_ms(_BEACON_MS)
 
@@ -346,6 +353,10 @@ class App:
                 self._set_fault("link_backup", self._active_link() is self.lte)
             if self.sender.next(self.outbox.pending, now) is not None or self.results:
                 self.pending.set()
+            if time.ticks_diff(now, self._heap_logged) >= _HEAP_LOG_MS:
+                self._heap_logged = now
+                gc.collect()
+                log.info("heap: live %d B, peak %d B, free %d B" % (gc.mem_alloc(), self.heap_peak, gc.mem_free()))
             if self._reset_at is not None and time.ticks_diff(now, self._reset_at) >= 0:
                 log.warning("rebooting on the gateway's command")
                 hw.reset()
