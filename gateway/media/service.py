@@ -92,7 +92,8 @@ class MediaService:
         self.clock = clock
         self.keep_s = cfg.pre_s + 2.0 * max(b.video.keyframe_interval_s for b in cfg.boxes.values()) if cfg.boxes else cfg.pre_s
         self.boxes = {box_id: BoxMedia(b, self.keep_s, clock) for box_id, b in cfg.boxes.items()}
-        self.store = MediaStore(cfg.media_path, cfg.retention_days * 86400.0, int(cfg.disk_cap_mb * 1024 * 1024))
+        self.store = MediaStore(cfg.media_path, cfg.retention_days * 86400.0, int(cfg.disk_cap_mb * 1024 * 1024),
+                                create=bool(cfg.boxes))
         self.prompts = PromptLibrary(cfg.cache_path, cfg.espeak)
         self.calls = {}  # call_id -> CallSession (kept after the end for GET)
         self._ended_calls = []
@@ -109,7 +110,7 @@ class MediaService:
         for box in self.boxes.values():
             box.start()
         self.started = True
-        if self.cfg.prompts:
+        if self.cfg.prompts and any(b.has_audio for b in self.boxes.values()):
             self._tasks.append(asyncio.ensure_future(self.prompts.prewarm()))
         self._tasks.append(asyncio.ensure_future(self._housekeeping()))
         if self.cfg.selftest_interval_s > 0:

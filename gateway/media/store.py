@@ -58,17 +58,21 @@ def _fsync_dir(path):
 
 
 class MediaStore:
-    def __init__(self, root, max_age_s, cap_bytes):
+    def __init__(self, root, max_age_s, cap_bytes, create=True):
+        """create False: do not make the folder until something is written
+        (a gateway without cameras leaves no empty media folder behind)."""
         self.root = pathlib.Path(root)
         self.max_age_s = float(max_age_s)
         self.cap_bytes = int(cap_bytes)
         self._items = {}  # (media_id, kind) -> entry
         self.deleted = 0  # entries removed by retention since start
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise MediaError("cannot create media_dir %s: %s; set media.media_dir to a writable folder" % (self.root, e))
-        self._load()
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise MediaError("cannot create media_dir %s: %s; set media.media_dir to a writable folder" % (self.root, e))
+        if self.root.is_dir():
+            self._load()
 
     # ------------------------------------------------------------ index
 

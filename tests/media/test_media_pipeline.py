@@ -283,3 +283,59 @@ def test_unreachable_rtsp_camera_is_reported_and_alarms_still_answer(tmp_path):
         assert status == 404
     finally:
         srv.stop()
+
+
+def test_file_mic_is_heard_and_a_missing_alsa_device_is_reported(tmp_path):
+    from media_helpers import write_tone_wav
+
+    wav = write_tone_wav(tmp_path / "street.wav", 550.0, seconds=1.0, dbfs=-10)
+    cfg = media_config.parse(small_config(tmp_path, boxes=[
+        {"box_id": BOX, "video": {"source": "none"}, "audio": {"source": "file", "input": str(wav)}},
+        {"box_id": 9, "video": {"source": "none"}, "audio": {"source": "alsa", "input": "hw:97,0"}}]))
+    file_box = BoxMedia(cfg.box(BOX), keep_s=2.0)
+    alsa_box = BoxMedia(cfg.box(9), keep_s=2.0)
+    got = []
+    ready = threading.Event()
+
+    def listen(chunk):
+        got.append(chunk)
+        if len(got) >= 75:  # 1.5 s: the 1 s file has looped
+            ready.set()
+
+    file_box.add_audio_listener(listen, 0)
+    file_box.start()
+    alsa_box.start()
+    try:
+        assert ready.wait(30), "the file mic delivered %d chunks" % len(got)
+        samples = array.array("h", b"".join(c.pcm for c in got[-50:]))
+        assert pcm.dominant_hz(samples, 48000, 300, 1500, 10)[0] == pytest.approx(550, abs=10)
+        deadline = time.monotonic() + 20
+        while alsa_box.status["audio"] != "offline" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alsa_box.status["audio"] == "offline"
+        assert "box 9" in alsa_box.errors["audio"] and "ALSA" in alsa_box.errors["audio"]
+    finally:
+        file_box.stop()
+        alsa_box.stop()
+
+
+def test_gateway_without_cameras_leaves_no_media_folder(tmp_path):
+    import asyncio
+
+    from callbox_gateway.media.errors import MediaNotFound
+    from callbox_gateway.media.service import MediaService
+
+    service = MediaService(media_config.parse({"media_dir": str(tmp_path / "m")}), hooks={})
+
+    async def go():
+        await service.start()
+        try:
+            with pytest.raises(MediaNotFound, match="media.boxes"):
+                await service.on_alarm(5, "00000005-00000001", time.time())
+            with pytest.raises(MediaNotFound):
+                service.media_file("00000005-00000001", "clip")
+        finally:
+            await service.stop()
+
+    asyncio.run(go())
+    assert not (tmp_path / "m").exists()
