@@ -100,7 +100,7 @@ def echo():
 def test_proxy_adds_latency_both_ways_and_reports_chunks(echo):
     net = LteNet("127.0.0.1", echo.port, latency_ms=80).start()
     seen = []
-    net.on_data.append(lambda d, t, b: seen.append((d, b)))
+    net.on_data.append(lambda d, t, b, conn: seen.append((d, b)))
     try:
         c = socket.create_connection(("127.0.0.1", net.port))
         t0 = time.monotonic()

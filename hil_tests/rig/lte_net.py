@@ -27,8 +27,8 @@ What it does to the byte stream (the pure part is `LinkModel`, time passed in):
   both ends, as a cell handover or a carrier NAT timeout does.
 
 `on_data` callbacks see every chunk as it is delivered:
-``fn(direction, time.monotonic(), bytes)`` with direction ``"up"`` (box to
-gateway) or ``"down"``; the rig decodes ACKs from them for its latency figures.
+``fn(direction, time.monotonic(), bytes, conn_id)`` with direction ``"up"``
+(box to gateway) or ``"down"``, and conn_id a number per connection; the rig decodes ACKs from them for its latency figures.
 Counters in `stats`: chunks, bytes, lost (retransmissions), blackout_dropped,
 connections, resets, connect_timeouts.
 """
@@ -270,7 +270,11 @@ class LteNet:
 
 
 class _Conn:
+    _ids = 0
+
     def __init__(self, net, writer):
+        _Conn._ids += 1
+        self.id = _Conn._ids
         self.net = net
         self.writer = writer
         self.up_writer = None
@@ -309,7 +313,7 @@ class _Conn:
                 writer.write(data)
                 for cb in self.net.on_data:
                     try:
-                        cb(direction, time.monotonic(), data)
+                        cb(direction, time.monotonic(), data, self.id)
                     except Exception:
                         log.exception("lte net: on_data callback failed")
                 await writer.drain()
