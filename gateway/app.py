@@ -243,11 +243,8 @@ class Gateway:
             t.cancel()
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         if self.bus:
             await self.bus.stop()
         if self.lte:

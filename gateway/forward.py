@@ -67,10 +67,7 @@ class Forwarder:
     async def stop(self):
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task], timeout=5)
 
     async def _send(self, rows):
         if hasattr(self.sink, "deliver_batch"):

@@ -23,7 +23,6 @@ import logging
 
 from callbox_firmware import wire
 
-from .errors import StorageError
 from .observe import RateLimitedLog, kv
 from .store import TX_RESERVE_BLOCK
 
@@ -235,7 +234,7 @@ class Ingest:
         self._events, self._event_ids, self._touched, self._states, self._durable = [], set(), {}, set(), False
         try:
             self.store.transaction(tx, durable=durable)
-        except StorageError:
+        except Exception:  # StorageError, or a bug: either way nothing was kept
             for box_id, (top, seen) in touched.items():
                 w = self._windows.get(box_id)
                 if w is not None:

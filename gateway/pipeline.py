@@ -52,7 +52,11 @@ class Pipeline:
             return
         try:
             events = self.ingest.commit()
-        except StorageError as e:
+        except Exception as e:
+            if not isinstance(e, StorageError):
+                # A bug, not a full disk: still nothing was ACKed, and every
+                # waiting transport must hear so (the bus must not hang).
+                log.exception(kv("commit_crashed", frames=len(replies)))
             if not self._full_warned:
                 log.error(kv("commit_failed", frames=len(replies), error=str(e)))
                 self._full_warned = True

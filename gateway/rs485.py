@@ -45,6 +45,9 @@ _READ_CHUNK = 4096
 # Pieces judged in one slot: noise pieces before the reply are skipped, but a
 # babbling line cannot hold the slot forever.
 _MAX_PIECES_PER_SLOT = 4
+# A slot waits this long at most for its frame's commit (a stalled disk must
+# not stop the bus; the box retries its unACKed alarm).
+_COMMIT_WAIT_S = 10.0
 
 
 class BusTiming:
@@ -207,10 +210,7 @@ class BusMaster:
     async def stop(self):
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.wait([self._task], timeout=5)
         if self.ser is not None:
             try:
                 asyncio.get_running_loop().remove_reader(_fileno(self.ser))
@@ -305,7 +305,11 @@ class BusMaster:
                 continue
             if out.ack is None:
                 return  # IDLE: nothing to wait for; the commit runs behind us
-            outcome, ok = await done
+            try:
+                outcome, ok = await asyncio.wait_for(done, _COMMIT_WAIT_S)
+            except asyncio.TimeoutError:
+                self.rlog.warning("rs485_commit", "rs485_commit_timeout", addr=addr, box=box.box_id, hint="the database is stalled; no ACK sent")
+                return
             if ok and outcome.ack is not None:
                 self._write(self.ingest.encode_down(box.box_id, outcome.ack, addr))
                 self.metrics.inc("acks_sent", link="rs485")
