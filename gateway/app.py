@@ -285,7 +285,9 @@ class Gateway:
     def _media_done(self, t):
         self._media_tasks.discard(t)
         if not t.cancelled() and t.exception() is not None:
-            log.error(kv("media_on_alarm_failed", error=repr(t.exception())))
+            # The alarm itself is stored, ACKed and forwarded; only its
+            # snapshot/clip is missing (a box without a camera, a dead camera).
+            self.rlog.warning(("media", repr(t.exception())[:60]), "media_on_alarm_failed", error=repr(t.exception()))
 
     def _registry_changed(self, box_id, box):
         self.ingest.forget(box_id)
