@@ -218,9 +218,21 @@ def wdt_feed():
 
 
 def reset():
+    global _ctl
     if _ctl is None:
-        print("hw_sim: reset without a supervisor: exiting")
-        sys.exit(1)
+        # Not started yet (a crash at import): reach the supervisor directly.
+        if not _cfg:
+            init({"inputs": {}, "outputs": {}})
+        addr = _cfg.get("control")
+        if not addr:
+            print("hw_sim: reset without a supervisor: exiting")
+            sys.exit(1)
+        import socket
+
+        host, port = addr.rsplit(":", 1)
+        s = socket.socket()
+        s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+        _ctl = s
     _send("reset")
     while True:
         time.sleep(1)

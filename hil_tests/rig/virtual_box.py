@@ -48,7 +48,7 @@ import threading
 import time
 import tty
 
-from callbox_tools.mpy import FIRMWARE_DIR, REPO_ROOT, micropython_path
+from callbox_tools.mpy import FIRMWARE_DIR, REPO_ROOT, micropython_path, mpy_cross_path
 
 BOARDS_DIR = REPO_ROOT / "boards"
 BUTTONS = ("emergency", "panic", "tamper")
@@ -81,13 +81,27 @@ def load_board(name):
     return json.loads(path.read_text())
 
 
-def deploy(flash_dir):
+def deploy(flash_dir, compiled=False):
     """Copy the firmware and the board files onto a virtual box's flash, as
-    the technician's deploy does on a real one."""
+    the technician's deploy does on a real one. compiled=True installs .mpy
+    files made by mpy-cross (bytecode: the box does not compile at import,
+    which a 64 KiB heap cannot afford); main.py stays source."""
     flash_dir = pathlib.Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
     for src in sorted(FIRMWARE_DIR.glob("*.py")):
-        if src.name not in _SKIP_DEPLOY:
+        if src.name in _SKIP_DEPLOY:
+            continue
+        if compiled and src.name != "main.py":
+            stale = flash_dir / src.name
+            if stale.exists():
+                stale.unlink()
+            r = subprocess.run([mpy_cross_path(), "-o", str(flash_dir / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise VirtualBoxError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
+        else:
+            stale = flash_dir / (src.stem + ".mpy")
+            if stale.exists():
+                stale.unlink()
             shutil.copyfile(src, flash_dir / src.name)
     (flash_dir / "boards").mkdir(exist_ok=True)
     for src in sorted(BOARDS_DIR.glob("*.json")):
@@ -95,7 +109,7 @@ def deploy(flash_dir):
 
 
 class VirtualBox:
-    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False):
+    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False):
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.config = config
         self.board_name = (config or {}).get("board", board)
@@ -103,6 +117,7 @@ class VirtualBox:
         self.rs485_url = rs485_url
         self.modem_url = modem_url
         self.deploy = deploy
+        self.compiled = compiled
         self.heapsize = heapsize
         self.flash_delay_ms = flash_delay_ms
         self.name = name or ("box %s" % (config or {}).get("box_id", self.flash_dir.name))
@@ -140,7 +155,7 @@ class VirtualBox:
             raise VirtualBoxError("%s: already started" % self.name)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         if self.deploy:
-            deploy(self.flash_dir)
+            deploy(self.flash_dir, self.compiled)
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
         self._listener = socket.create_server(("127.0.0.1", 0))
