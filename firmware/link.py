@@ -23,6 +23,16 @@ the link as `host`, which provides:
         wire.WireError); links count errors by reason.
     host.log(level, msg)
         The box's tiny leveled logger.
+    host.idle_frame(link) -> bytes
+        An IDLE frame (RS-485 answers a POLL with it when next_up_frame
+        returns None).
+    host.cfg, host.board, host.box_id
+        The box's config.json, board dict and id; app.py constructs the LTE
+        link as link_lte.LteLink(host).
+
+next_up_frame(link) returns None for a link that is not the active up path
+(with "rs485+lte", LTE carries traffic only after RS-485 has not been polled
+for cfg["backup_after_s"]).
 
 A link subclass implements `run()` (an asyncio task that never returns unless
 cancelled) and keeps `up` (bool) and `rssi_dbm` (int, -128 unknown) current.
