@@ -97,7 +97,8 @@ class App:
 
     def decode(self, piece):
         f = wire.decode_frame(piece, self._key_for, True)
-        self.replay.accept(f.counter, self.box_id)
+        if f.box_id is not None:  # a short POLL has no counter (protocol.md 5.6)
+            self.replay.accept(f.counter, self.box_id)
         return f
 
     def _key_for(self, box_id):

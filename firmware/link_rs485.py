@@ -3,7 +3,8 @@
 The bus is half duplex and shared by every box at the junction; the gateway
 is the only master, so the box never talks unpolled: when a POLL addressed to
 its bus address arrives, it replies with exactly one frame (its pending
-alarm, heartbeat or command result, else IDLE). Frames addressed to other
+alarm, heartbeat or command result, else IDLE; a short POLL gets a short
+IDLE, protocol.md 5.6). Frames addressed to other
 boxes, their replies, stray 0x00 bytes at turnaround and line garbage are
 skipped (FrameReader hunts for the next delimiter) and counted.
 
@@ -92,7 +93,10 @@ class Rs485Link(Link):
         except wire.WireError as e:
             self.count(e.reason)
             return
-        if len(body) < wire.OVERHEAD or body[3] != self.addr:
+        # A short POLL/IDLE (protocol.md 5.6) has its address at offset 2, a
+        # full frame at offset 3; skip other boxes' traffic before any hash.
+        short = len(body) == 6 and body[0] == wire.SHORT_MARK
+        if (body[2] if short else (body[3] if len(body) >= wire.OVERHEAD else -1)) != self.addr:
             self.count("other_addr")
             return
         try:
@@ -107,7 +111,9 @@ class Rs485Link(Link):
             self.up = True
             frame = self.host.next_up_frame(self)
             if frame is None:
-                frame = self.host.idle_frame(self)
+                # Answer a short POLL with a short IDLE echoing its sequence
+                # (9 bytes instead of 28: the 32-box cycle stays under 100 ms).
+                frame = wire.encode_short(wire.MSG_IDLE, self.addr, f.counter) if f.box_id is None else self.host.idle_frame(self)
             await self._send(writer, frame)
         else:
             self.host.on_frame(f, self)

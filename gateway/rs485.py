@@ -37,7 +37,11 @@ log = logging.getLogger(__name__)
 
 # Frame sizes on the wire: 25 bytes of header, tag and CRC, COBS adds one,
 # two 0x00 delimiters.
-EMPTY_FRAME_BYTES = wire.OVERHEAD + 1 + 2  # POLL, IDLE: 28
+EMPTY_FRAME_BYTES = wire.OVERHEAD + 1 + 2  # full POLL, IDLE: 28
+# The short POLL and IDLE the bus uses (protocol.md 5.6): 6 bytes, COBS adds
+# one, two delimiters.
+SHORT_FRAME_BYTES = 9
+_SHORT_PIECE = 7  # a short frame between delimiters (COBS of 6 bytes)
 ALARM_FRAME_BYTES = EMPTY_FRAME_BYTES + 12  # 40
 ACK_FRAME_BYTES = EMPTY_FRAME_BYTES + 10  # 38
 MAX_FRAME_BYTES = wire.MAX_ENCODED + 2
@@ -70,8 +74,8 @@ class BusTiming:
         return self.wire_s(MAX_FRAME_BYTES) + self.turnaround_s
 
     def idle_slot_s(self):
-        """An idle box's slot: POLL out, turnaround, IDLE back."""
-        return self.wire_s(2 * EMPTY_FRAME_BYTES) + self.turnaround_s
+        """An idle box's slot: short POLL out, turnaround, short IDLE back."""
+        return self.wire_s(2 * SHORT_FRAME_BYTES) + self.turnaround_s
 
     def cycle_s(self, n_boxes, gap_s=0.0):
         """The idle poll cycle for n boxes (gap_s: the master's own time
@@ -81,7 +85,7 @@ class BusTiming:
     def worst_press_to_ack_s(self, n_boxes, gap_s=0.0, commit_s=0.0):
         """A press just after its box's slot ended: wait a whole cycle, then
         the POLL, the turnaround, the ALARM, the commit and the ACK."""
-        return (self.cycle_s(n_boxes, gap_s) + self.wire_s(EMPTY_FRAME_BYTES + ALARM_FRAME_BYTES + ACK_FRAME_BYTES)
+        return (self.cycle_s(n_boxes, gap_s) + self.wire_s(SHORT_FRAME_BYTES + ALARM_FRAME_BYTES + ACK_FRAME_BYTES)
                 + self.turnaround_s + commit_s)
 
 
@@ -120,6 +124,10 @@ class PollSchedule:
         return out
 
 
+def _no_key(box_id):
+    return None
+
+
 def _fileno(ser):
     if hasattr(ser, "fileno"):
         try:
@@ -151,6 +159,7 @@ class BusMaster:
         self.cycles = 0
         self.last_cycle_s = None
         self.cycle_times = collections.deque(maxlen=100)
+        self._seq = 0  # short POLL sequence, echoed in the box's short IDLE
 
     def refresh_addresses(self):
         if not self.cfg.addresses:
@@ -281,7 +290,8 @@ class BusMaster:
                 out += self.ingest.encode_down(box_id, msg, addr)
             except wire.WireError:
                 continue
-        out += self.ingest.encode_down(box.box_id, {"type": "POLL"}, addr)
+        self._seq = (self._seq + 1) & 0xFF
+        out += wire.encode_short(wire.MSG_POLL, addr, self._seq)
         self._write(bytes(out))
         self.metrics.inc("rs485_polls")
         sent = len(out)
@@ -291,6 +301,19 @@ class BusMaster:
                 self.schedule.no_reply[addr] += 1
                 self.metrics.inc("rs485_no_reply", addr=addr)
                 return
+            if len(piece) == _SHORT_PIECE:
+                # A short IDLE: the box is on the bus and has nothing to send.
+                # It proves nothing (no tag), so supervision ignores it.
+                try:
+                    f = wire.decode_frame(piece, _no_key, expect_down=False)
+                except wire.WireError as e:
+                    self.ingest.reject(e, "rs485")
+                    continue
+                if f.addr == addr and f.counter == self._seq:
+                    self.metrics.inc("rs485_idle")
+                    return
+                self.ingest.reject(wire.WireError(wire.E_TYPE, "short IDLE from %d seq %d to a poll of %d seq %d" % (f.addr, f.counter, addr, self._seq)), "rs485")
+                continue
             done = asyncio.get_running_loop().create_future()
 
             def reply(outcome, ok, done=done):
