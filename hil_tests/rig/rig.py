@@ -302,6 +302,9 @@ class VirtualRig:
             online = self.online_boxes()
             if want <= online:
                 return
+            crashed = [b for b in boxes if b.vbox is not None and any("firmware crashed" in l for l in b.vbox.log[-200:])]
+            if crashed:
+                raise RigError("%s: the firmware crashed while booting; its console:\n%s" % (crashed[0], crashed[0].tail(25)))
             if time.monotonic() > deadline:
                 missing = sorted(want - online)
                 tails = "\n".join("%s:\n%s" % (b, b.tail(10)) for b in boxes if b.box_id in missing)
