@@ -7,7 +7,6 @@ import time
 import pytest
 
 from callbox_rig.rig import RigError
-from test_scn_presses import assert_all_delivered_once
 
 
 def start_lte(rig, boxes=1):
@@ -28,7 +27,7 @@ def test_lte_press_and_blackout(rig, rig_env):
     box = rig.boxes[0]
     before = rig.press(box, "panic", hold_s=0.1)
     rep = rig.check(timeout=rig_env.timing["delivery_timeout_s"], presses=[before], name="before")
-    assert_all_delivered_once(rig, rep)
+    rig.assert_delivered_once(rep)
     blackout_s = rig_env.timing["lte_blackout_s"]
     rig.lte.blackout(blackout_s)
     t0 = time.monotonic()
@@ -37,7 +36,7 @@ def test_lte_press_and_blackout(rig, rig_env):
     box.vbox.wait_light("sending", 10)
     time.sleep(max(0.0, blackout_s - (time.monotonic() - t0)))
     rep = rig.check(timeout=rig_env.timing["delivery_timeout_s"] + blackout_s, presses=[during], name="blackout")
-    assert_all_delivered_once(rig, rep)
+    rig.assert_delivered_once(rep)
     # Not before the blackout ended: the alarm waited on the box's flash.
     assert during.incidents[0]["console_time"] >= during.wall + blackout_s - 1.0
     assert rig.lte.stats["blackout_dropped"] > 0
