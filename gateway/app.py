@@ -18,23 +18,24 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 
 from aiohttp import web
 
 from callbox_firmware import wire
 
 from .clock import Clock
-from .config import Config
+from .config import Config, resolve
 from .errors import ConfigError, GatewayError, RegistryError, StorageError
 from .forward import Forwarder
 from .ingest import Ingest, iso
 from .lte import LteServer
 from .observe import Metrics, RateLimitedLog, kv
 from .pipeline import Pipeline
-from .registry import Registry
+from .registry import Registry, on_bus
 from .rs485 import BusMaster
 from .store import Store
-from .supervision import Supervisor
+from .supervision import Supervisor, fault_names, merge_selftest
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ class Hooks:
         self.attach_media(event_id, box_id, meta.get("snapshot_url"), meta.get("clip"))
 
     def on_selftest(self, box_id, result):
-        """An audio self-test result from the media service: shown in the
-        next health report."""
+        """An audio self-test result from the media service: merged with the
+        box's own self-test (buttons, flash) in the next health report."""
         s = self._gw.supervisor.boxes.get(int(box_id))
         if s is not None:
-            s.health["selftest"] = result
+            merge_selftest(s.health, "audio", result)
             self._gw.health_changed.set()
 
     def attach_media(self, event_id, box_id, snapshot_url=None, clip=None):
@@ -179,7 +180,7 @@ class Gateway:
             rec = dict(rec)
             if "key_file" in rec:
                 try:
-                    rec["key"] = open(rec.pop("key_file")).read().strip()
+                    rec["key"] = resolve(cfg, rec.pop("key_file")).read_text().strip()
                 except OSError as e:
                     raise ConfigError("[[boxes]] box %s: key_file unreadable (%s)" % (rec.get("box_id"), e)) from None
             try:
@@ -208,7 +209,7 @@ class Gateway:
                     from . import forward_dc09
                 except ImportError as e:
                     raise ConfigError("[[sinks]] %s: DC-09 forwarding is not installed (%s)" % (name, e)) from None
-                self.sinks[name] = forward_dc09.Dc09Sink(forward_dc09.Dc09Config.from_dict(tbl))
+                self.sinks[name] = forward_dc09.Dc09Sink(forward_dc09.Dc09Config.from_dict(tbl, base_dir=self.cfg.config_dir or None))
 
     async def _start_http(self):
         app = web.Application(client_max_size=1024 * 1024)
@@ -219,8 +220,16 @@ class Gateway:
         app.router.add_delete("/api/v1/admin/boxes/{box_id}", self.h_revoke_box)
         app.router.add_post("/api/v1/boxes/{box_id}/commands", self.h_command)
         if _media is not None and hasattr(_media, "setup"):
+            media_cfg = dict(self.cfg.media)
+            # Clips and recordings live with the gateway's other state, never
+            # in whatever directory the gateway was started from.
+            media_cfg.setdefault("media_dir", str(self.cfg.data_path() / "media"))
+            if self.cfg.config_dir:
+                for k in ("media_dir", "cache_dir"):
+                    if media_cfg.get(k):
+                        media_cfg[k] = str(resolve(self.cfg, media_cfg[k]))
             try:
-                self.media = _media.setup(app, self.cfg.media, Hooks(self))
+                self.media = _media.setup(app, media_cfg, Hooks(self))
                 if self.media is None:
                     self.media = _media
             except Exception as e:
@@ -271,23 +280,54 @@ class Gateway:
         if self.media is None:
             return
         for ev in events:
-            if ev["_source"] == "box" and ev["kind"] in _ALARM_KINDS_WITH_MEDIA and not ev["restore"]:
-                try:
-                    r = self.media.on_alarm(ev["box_id"], ev["event_id"], ev["press_time"], kind=ev["kind"], synced=ev["press_time_synced"])
-                except Exception as e:
-                    log.error(kv("media_on_alarm_failed", box=ev["box_id"], event_id=ev["event_id"], error=repr(e)))
-                    continue
-                if inspect.isawaitable(r):
-                    t = asyncio.ensure_future(r)
-                    self._media_tasks.add(t)
-                    t.add_done_callback(self._media_done)
+            if ev["_source"] != "box" or ev["kind"] not in _ALARM_KINDS_WITH_MEDIA or ev["restore"]:
+                continue
+            box_id = ev["box_id"]
+            if not self.media_has_box(box_id):
+                continue  # no camera or audio at this box: nothing to capture
+            try:
+                if ev["kind"] == "emergency":
+                    # Emergency pressed while the box's call is connected: the
+                    # citizen hangs up (docs/gateway.md, "Calls"). The press is
+                    # still stored and forwarded like any other.
+                    action = self.media.box_press_action(box_id) if hasattr(self.media, "box_press_action") else None
+                    if action == "hangup":
+                        log.info(kv("box_hangup", box=box_id, event_id=ev["event_id"]))
+                        self._media_task(self.media.hangup_box(box_id), "media_hangup_failed")
+                        continue
+                    if action == "ignore":
+                        log.info(kv("box_hangup_ignored", box=box_id, event_id=ev["event_id"], reason="call just connected"))
+                        continue
+                r = self.media.on_alarm(box_id, ev["event_id"], ev["press_time"], kind=ev["kind"], synced=ev["press_time_synced"])
+            except Exception as e:
+                log.error(kv("media_on_alarm_failed", box=box_id, event_id=ev["event_id"], error=repr(e)))
+                continue
+            self._media_task(r, "media_on_alarm_failed")
+
+    def media_has_box(self, box_id):
+        """True if the media service has a camera or audio for this box."""
+        if self.media is None:
+            return False
+        has = getattr(self.media, "has_box", None)
+        return True if has is None else bool(has(box_id))
+
+    def _media_task(self, r, what):
+        if not inspect.isawaitable(r):
+            return None
+        t = asyncio.ensure_future(r)
+        t.what = what
+        self._media_tasks.add(t)
+        t.add_done_callback(self._media_done)
+        return t
 
     def _media_done(self, t):
         self._media_tasks.discard(t)
         if not t.cancelled() and t.exception() is not None:
             # The alarm itself is stored, ACKed and forwarded; only its
-            # snapshot/clip is missing (a box without a camera, a dead camera).
-            self.rlog.warning(("media", repr(t.exception())[:60]), "media_on_alarm_failed", error=repr(t.exception()))
+            # snapshot/clip, a hang-up or a self-test failed (a dead camera,
+            # a box in a call).
+            what = getattr(t, "what", "media_failed")
+            self.rlog.warning((what, repr(t.exception())[:60]), what, error=repr(t.exception()))
 
     def _registry_changed(self, box_id, box):
         self.ingest.forget(box_id)
@@ -318,14 +358,34 @@ class Gateway:
         try:
             for (sink, state), n in self.store.queue_depth().items():
                 m.set("outbox_rows", n, sink=sink, state=state)
-        except Exception:
-            pass
+        except (StorageError, sqlite3.Error) as e:
+            log.debug(kv("queue_depth_failed", error=e))
+        # Sinks that keep their own counters (DC-09: replies, failovers per
+        # receiver) show them here, labelled with the sink's name.
+        for name, sink in self.sinks.items():
+            samples = getattr(sink, "metric_samples", None)
+            if samples is None:
+                continue
+            for kind, mname, labels, value in samples():
+                if kind == "counter":
+                    m.set_counter(mname, value, sink=name, **labels)
+                else:
+                    m.set(mname, value, sink=name, **labels)
 
     def send_down(self, box_id, msg):
+        """Queue a downlink frame on the box's link. A box on the bus with LTE
+        backup ("rs485+lte") is reached over LTE only while it has an LTE
+        connection and has not answered a poll lately (it fell back to LTE)."""
         box = self.registry.get(box_id)
         if box is None:
             return False
-        if box.link == "rs485" and self.bus is not None:
+        if box.link == "rs485+lte" and self.lte is not None and box_id in self.lte.by_box:
+            if self.bus is None or not self.bus.answering(box.bus_addr):
+                try:
+                    return self.lte.send(box_id, self.ingest.encode_down(box_id, msg))
+                except (wire.WireError, StorageError):
+                    return False
+        if on_bus(box.link) and self.bus is not None:
             return self.bus.queue(box_id, msg)
         if self.lte is not None:
             try:
@@ -347,7 +407,7 @@ class Gateway:
                 "online": bool(s and s.online), "last_heartbeat": iso(lh) if lh else None, "link": h.get("link", box.link),
                 "rssi_dbm": h.get("rssi_dbm"), "power": h.get("power", "unknown"), "battery_mv": h.get("battery_mv"),
                 "tamper": bool(s and s.troubles.get("tamper")), "fw": h.get("fw"), "outbox": h.get("outbox"),
-                "boot_reason": h.get("boot_reason"), "uptime_s": h.get("uptime_s"), "faults": h.get("faults", []),
+                "boot_reason": h.get("boot_reason"), "uptime_s": h.get("uptime_s"), "faults": fault_names(h.get("faults", [])),
                 "selftest": h.get("selftest"),
             })
         return {"gateway_id": self.cfg.gateway_id, "time": iso(self.clock.wall()), "boxes": boxes}
@@ -386,7 +446,7 @@ class Gateway:
 
     async def h_list_boxes(self, request):
         self._admin(request)
-        return web.json_response({"boxes": [b.public() for b in self.registry]})
+        return web.json_response({"boxes": self.registry.listing()})
 
     async def h_add_box(self, request):
         self._admin(request)
@@ -432,9 +492,24 @@ class Gateway:
         if op not in wire.COMMAND_OPS.values():
             return self._err(400, "op %r unknown; one of %s" % (op, ", ".join(wire.COMMAND_OPS.values())))
         self._request = getattr(self, "_request", 0) % 65535 + 1
-        if not self.send_down(box_id, {"type": "COMMAND", "request": self._request, "op": op, "args": b""}):
+        audio = False
+        if op == "selftest" and self.registry.get(box_id) is not None and self.media_has_box(box_id):
+            # The speaker/mic tone loopback runs on the gateway's audio path,
+            # so it runs even while the box's data link is down.
+            audio = self._media_task(self._audio_selftest(box_id), "media_selftest_failed") is not None
+        queued = self.send_down(box_id, {"type": "COMMAND", "request": self._request, "op": op, "args": b""})
+        if not queued and not audio:
             return self._err(409, "box %d is not registered or not connected right now" % box_id)
-        return web.json_response({"request": self._request}, status=202)
+        return web.json_response({"request": self._request, "box_command": queued, "audio_selftest": audio}, status=202)
+
+    async def _audio_selftest(self, box_id):
+        try:
+            return await self.media.selftest(box_id)
+        except Exception as e:
+            # A box in a call refuses (the tone would cut the call); a box
+            # without audio has nothing to test. The console sees no result.
+            log.warning(kv("audio_selftest_failed", box=box_id, error=e, hint="retry after the call, or check [[media.boxes]]"))
+            return None
 
 
 async def run_forever(cfg, ready=None):

@@ -115,6 +115,10 @@ class Config:
     sinks: list = dataclasses.field(default_factory=list)
     media: dict = dataclasses.field(default_factory=dict)
     boxes: list = dataclasses.field(default_factory=list)
+    # The folder of the TOML file this came from ("" for embedded defaults or
+    # a dict): relative key_file paths ([[boxes]], DC-09 receivers) are taken
+    # from it, not from the directory the gateway happens to be started in.
+    config_dir: str = ""
 
     def data_path(self):
         if self.data_dir:
@@ -207,4 +211,15 @@ def load(path=None):
         raise ConfigError("config file %s not found; run without --config for the demo defaults" % p) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config file %s is not valid TOML: %s" % (p, e)) from None
-    return from_dict(d)
+    cfg = from_dict(d)
+    cfg.config_dir = str(p.resolve().parent)
+    return cfg
+
+
+def resolve(cfg, path):
+    """A path from the configuration: relative ones are taken from the
+    config file's folder (as is when the config did not come from a file)."""
+    q = pathlib.Path(path)
+    if cfg.config_dir and not q.is_absolute():
+        q = pathlib.Path(cfg.config_dir) / q
+    return q

@@ -19,12 +19,14 @@ right (its alarm is deduplicated by event id anyway).
 """
 
 import datetime
+import json
 import logging
 
 from callbox_firmware import wire
 
 from .observe import RateLimitedLog, kv
 from .store import TX_RESERVE_BLOCK
+from .supervision import merge_selftest
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,7 @@ class Ingest:
         w = self._windows.get(box_id)
         if w is None:
             top, seen, _ = self.store.load_replay(box_id)
-            w = wire.ReplayWindow(top)
-            w._seen = seen
-            self._windows[box_id] = w
+            w = self._windows[box_id] = wire.ReplayWindow(top, seen)
         return w
 
     # ------------------------------------------------------------ one frame
@@ -114,7 +114,7 @@ class Ingest:
                     raise wire.WireError(wire.E_TYPE, "reply from address %d to a poll of %d" % (frame.addr, bus_addr), frame.box_id)
             w = self._window(frame.box_id)
             if frame.box_id not in self._touched:
-                self._touched[frame.box_id] = (w.top, w._seen)
+                self._touched[frame.box_id] = w.state()
             w.accept(frame.counter, frame.box_id)
         except wire.WireError as e:
             self.reject(e, link)
@@ -152,7 +152,7 @@ class Ingest:
             s = self.sup.boxes[box_id]
             res = {"time": iso(wall), "request": m["request"], "op": m["op"], "status": m["status"], "data": m["data"].hex()}
             if m["op"] == "selftest":
-                s.health["selftest"] = {"time": iso(wall), "passed": m["status"] == "ok", "items": _selftest_items(m["data"])}
+                merge_selftest(s.health, "box", {"time": iso(wall), "passed": m["status"] == "ok", "items": _selftest_items(m["data"])})
             s.health["last_result"] = res
             self._durable = True
             out.ack = {"type": "ACK", "acked_type": "RESULT", "acked_counter": frame.counter, "event": m["request"], "status": "stored"}
@@ -223,8 +223,8 @@ class Ingest:
                     ev["event_id"] = "%08x-g%d" % (ev["box_id"], self.store.next_gateway_seq())
                 self.store.add_event(ev, self.sinks)
             for box_id in touched:
-                w = self._windows[box_id]
-                self.store.save_rx(box_id, w.top, w._seen)
+                top, seen = self._windows[box_id].state()
+                self.store.save_rx(box_id, top, seen)
             for box_id in states:
                 s = self.sup.boxes.get(box_id)
                 if s is not None:
@@ -235,10 +235,7 @@ class Ingest:
         try:
             self.store.transaction(tx, durable=durable)
         except Exception:  # StorageError, or a bug: either way nothing was kept
-            for box_id, (top, seen) in touched.items():
-                w = self._windows.get(box_id)
-                if w is not None:
-                    w.top, w._seen = top, seen
+            self._restore_windows(touched)
             gw = [e for e in events if e["_source"] == "gateway"]
             for e in gw:
                 if e["event_id"] and "-g" in e["event_id"]:
@@ -260,11 +257,14 @@ class Ingest:
     def abort(self):
         """Drop the batch without writing (the transport died before commit):
         windows go back, no ACKs."""
-        for box_id, (top, seen) in self._touched.items():
-            w = self._windows.get(box_id)
-            if w is not None:
-                w.top, w._seen = top, seen
+        self._restore_windows(self._touched)
         self._events, self._event_ids, self._touched = [e for e in self._events if e["_source"] == "gateway"], set(), {}
+
+    def _restore_windows(self, touched):
+        """Put the replay windows back to their state before the batch."""
+        for box_id, (top, seen) in touched.items():
+            if box_id in self._windows:
+                self._windows[box_id] = wire.ReplayWindow(top, seen)
 
     # ------------------------------------------------------------ downlink
 
@@ -287,11 +287,21 @@ class Ingest:
 
 
 def _selftest_items(data):
-    """RESULT data of a self-test: 'speaker=pass,mic=fail' (ASCII)."""
+    """RESULT data of a self-test: the firmware's JSON object
+    {"flash": "pass", "emergency": "fail", ...}, or 'speaker=pass,mic=fail'
+    (ASCII, older firmware). Anything else is kept as hex under "raw"."""
     items = {}
     try:
         text = bytes(data).decode("ascii")
     except UnicodeDecodeError:
+        return {"raw": bytes(data).hex()}
+    if text.lstrip().startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return {"raw": bytes(data).hex()}
+        if isinstance(obj, dict):
+            return {str(k): str(v) for k, v in obj.items()}
         return {"raw": bytes(data).hex()}
     for part in text.split(","):
         if "=" in part:

@@ -66,6 +66,11 @@ class Metrics:
     def set(self, name, value, **labels):
         self._gauges[(name, tuple(sorted(labels.items())))] = value
 
+    def set_counter(self, name, value, **labels):
+        """Set a counter to a total kept elsewhere (a sink's own counters,
+        e.g. DC-09's): rendered as `<prefix><name>_total`, like inc()."""
+        self._counters[(name, tuple(sorted(labels.items())))] = value
+
     def get(self, name, **labels):
         k = (name, tuple(sorted(labels.items())))
         if k in self._counters:

@@ -10,7 +10,16 @@ from callbox_firmware import wire
 
 from .errors import RegistryError
 
-LINK_NAMES = ("rs485", "lte")
+# "rs485+lte": a box on the bus with an LTE backup. It is polled on the bus,
+# and its LTE connection is accepted too (any registered box's is: the key is
+# what authenticates). An alarm that arrives on both is deduplicated by its
+# event id like any resend.
+LINK_NAMES = ("rs485", "lte", "rs485+lte")
+
+
+def on_bus(link):
+    """True for links the RS-485 master polls ("rs485", "rs485+lte")."""
+    return link in ("rs485", "rs485+lte")
 
 
 class Box:
@@ -55,8 +64,8 @@ def validate(rec):
     addr = rec.get("bus_addr", 0)
     if not isinstance(addr, int) or isinstance(addr, bool):
         raise RegistryError("bus_addr %r must be an integer" % (addr,), box_id)
-    if link == "rs485" and not 1 <= addr <= wire.ADDR_MAX:
-        raise RegistryError("bus_addr %d must be 1..%d for an RS-485 box" % (addr, wire.ADDR_MAX), box_id)
+    if on_bus(link) and not 1 <= addr <= wire.ADDR_MAX:
+        raise RegistryError("bus_addr %d must be 1..%d for a box on the RS-485 bus (link %s)" % (addr, wire.ADDR_MAX, link), box_id)
     if link == "lte" and addr != 0 and not 1 <= addr <= wire.ADDR_MAX:
         raise RegistryError("bus_addr %d out of range" % addr, box_id)
     out = {"box_id": box_id, "key_hex": key.hex(), "junction": str(rec.get("junction", "")), "link": link, "bus_addr": addr}
@@ -85,16 +94,16 @@ class Registry:
     def _install(self, r):
         box = Box(r["box_id"], wire.BoxKey(bytes.fromhex(r["key_hex"])), r["junction"], r["lat"], r["lon"], r["link"], r["bus_addr"], r["event_start"])
         old = self._boxes.get(box.box_id)
-        if old is not None and old.link == "rs485":
+        if old is not None and on_bus(old.link):
             self._by_addr.pop(old.bus_addr, None)
         self._boxes[box.box_id] = box
-        if box.link == "rs485":
+        if on_bus(box.link):
             self._by_addr[box.bus_addr] = box.box_id
         return box
 
     def add(self, rec, now=0.0):
         r = validate(rec)
-        other = self._by_addr.get(r["bus_addr"]) if r["link"] == "rs485" else None
+        other = self._by_addr.get(r["bus_addr"]) if on_bus(r["link"]) else None
         if other is not None and other != r["box_id"]:
             raise RegistryError("bus address %d is already box %d; revoke it first or pick a free address" % (r["bus_addr"], other), r["box_id"])
         old_key = self.store.box_key_hex(r["box_id"])
@@ -111,7 +120,7 @@ class Registry:
     def revoke(self, box_id):
         self.store.revoke_box(box_id)
         box = self._boxes.pop(box_id, None)
-        if box is not None and box.link == "rs485":
+        if box is not None and on_bus(box.link):
             self._by_addr.pop(box.bus_addr, None)
         for fn in self.listeners:
             fn(box_id, None)
@@ -129,6 +138,18 @@ class Registry:
 
     def rs485_addresses(self):
         return sorted(self._by_addr)
+
+    def listing(self):
+        """Every box without its key, with "last_event": the highest event
+        number the gateway has stored from that box id (None if none), so a
+        replacement box can start above it (`callbox replace`)."""
+        last = self.store.last_events([b.box_id for b in self])
+        out = []
+        for b in self:
+            rec = b.public()
+            rec["last_event"] = last.get(b.box_id)
+            out.append(rec)
+        return out
 
     def __iter__(self):
         return iter(list(self._boxes.values()))

@@ -32,6 +32,7 @@ from callbox_firmware import wire
 
 from .errors import LinkError
 from .observe import kv
+from .registry import on_bus
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ _MAX_PIECES_PER_SLOT = 4
 # A slot waits this long at most for its frame's commit (a stalled disk must
 # not stop the bus; the box retries its unACKed alarm).
 _COMMIT_WAIT_S = 10.0
+# A box that answered a poll this recently is on the bus. Many cycles (about
+# 100 ms each for 32 boxes), far below the box's own backup_after_s (30 s)
+# before it moves its traffic to LTE.
+ANSWERING_S = 2.0
 
 
 class BusTiming:
@@ -160,6 +165,14 @@ class BusMaster:
         self.last_cycle_s = None
         self.cycle_times = collections.deque(maxlen=100)
         self._seq = 0  # short POLL sequence, echoed in the box's short IDLE
+        self.last_reply = {}  # addr -> monotonic time of its last good reply
+
+    def answering(self, addr, within_s=None):
+        """True if the box at addr answered a poll within `within_s`
+        (default ANSWERING_S): downlinks to an "rs485+lte" box go on the bus
+        then, else over its LTE connection."""
+        t = self.last_reply.get(addr)
+        return t is not None and time.monotonic() - t < (ANSWERING_S if within_s is None else within_s)
 
     def refresh_addresses(self):
         if not self.cfg.addresses:
@@ -167,7 +180,7 @@ class BusMaster:
 
     def queue(self, box_id, msg):
         box = self.registry.get(box_id)
-        if box is None or box.link != "rs485":
+        if box is None or not on_bus(box.link):
             return False
         self.schedule.queue(box.bus_addr, (box_id, msg))
         return True
@@ -311,6 +324,7 @@ class BusMaster:
                     continue
                 if f.addr == addr and f.counter == self._seq:
                     self.metrics.inc("rs485_idle")
+                    self.last_reply[addr] = time.monotonic()
                     return
                 self.ingest.reject(wire.WireError(wire.E_TYPE, "short IDLE from %d seq %d to a poll of %d seq %d" % (f.addr, f.counter, addr, self._seq)), "rs485")
                 continue
@@ -326,6 +340,7 @@ class BusMaster:
                 # Counted by the ingest. Noise before the reply: keep
                 # listening within the same deadline for the real frame.
                 continue
+            self.last_reply[addr] = time.monotonic()
             if out.ack is None:
                 return  # IDLE: nothing to wait for; the commit runs behind us
             try:

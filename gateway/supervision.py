@@ -17,6 +17,49 @@ into gateway-made events.
 """
 
 TROUBLE_KINDS = ("tamper", "power", "battery")
+# Health keys that do not come from the heartbeat and survive the next one.
+_KEPT_HEALTH = ("selftest", "selftest_parts", "last_result")
+
+
+def fault_names(faults):
+    """HEARTBEAT faults as strings. The codec names the bits it knows
+    ("flash", "emergency_stuck") and passes unknown bits (newer firmware) as
+    integers: those become "unknown_0x40", so sorting, joining and JSON on
+    the way to the console never meet a mix of types."""
+    out = []
+    for f in faults or ():
+        if isinstance(f, str):
+            out.append(f)
+        elif isinstance(f, int) and not isinstance(f, bool):
+            out.append("unknown_0x%02x" % f)
+        else:
+            out.append(str(f))
+    return out
+
+
+def merge_selftest(health, part, result):
+    """Put one self-test result ("box": buttons and flash from the box's
+    RESULT; "audio": the gateway's speaker/mic tone loopback) into a box's
+    health, and recompute health["selftest"]: the newest time, passed only
+    if every part passed, the items of all parts together."""
+    parts = dict(health.get("selftest_parts") or {})
+    parts[part] = result
+    health["selftest_parts"] = parts
+    items = {}
+    times = []
+    passed = True
+    for name in sorted(parts):
+        r = parts[name] or {}
+        items.update({str(k): v for k, v in (r.get("items") or {}).items()})
+        if r.get("time"):
+            times.append(str(r["time"]))
+        passed = passed and bool(r.get("passed"))
+    merged = {"time": max(times) if times else None, "passed": passed, "items": items}
+    reasons = [str(parts[n]["reason"]) for n in sorted(parts) if (parts[n] or {}).get("reason")]
+    if reasons:
+        merged["reason"] = "; ".join(reasons)
+    health["selftest"] = merged
+    return merged
 
 
 class BoxSupervision:
@@ -73,11 +116,16 @@ class Supervisor:
     def heartbeat(self, box_id, hb, now, wall):
         """A HEARTBEAT's fields; returns the trouble changes it reveals."""
         s = self.boxes.get(box_id) or self.add(box_id, now)
-        s.health = {
+        health = {
             "last_heartbeat": wall, "uptime_s": hb["uptime_s"], "power": hb["power"], "battery_mv": hb["battery_mv"],
             "tamper": hb["tamper"], "link": hb["link"], "rssi_dbm": hb["rssi_dbm"], "fw": hb["fw"], "outbox": hb["outbox"],
-            "boot_reason": hb["boot_reason"], "faults": list(hb["faults"]), "selftest": s.health.get("selftest"),
+            "boot_reason": hb["boot_reason"], "faults": fault_names(hb["faults"]),
         }
+        for k in _KEPT_HEALTH:
+            if k in s.health:
+                health[k] = s.health[k]
+        health.setdefault("selftest", None)
+        s.health = health
         out = []
         seen_state = {"tamper": bool(hb["tamper"]), "power": hb["power"] == "battery"}
         mv = hb["battery_mv"]

@@ -125,10 +125,10 @@ def default_link(board_name, boards_dir):
 
 
 def registration(cfg, lat=None, lon=None):
-    """The admin API record for a box config. The registry knows one link
-    per box: a box with both links registers as its RS-485 primary (its
-    LTE backup frames carry the same box id and key)."""
-    link = "rs485" if "rs485" in cfg["link"] else "lte"
+    """The admin API record for a box config. A box with both links
+    registers as "rs485+lte": the gateway polls it on the bus and accepts
+    its LTE backup connection too (same box id and key)."""
+    link = cfg["link"]
     return {
         "box_id": cfg["box_id"],
         "key": cfg["key"],
@@ -136,7 +136,7 @@ def registration(cfg, lat=None, lon=None):
         "lat": lat,
         "lon": lon,
         "link": link,
-        "bus_addr": cfg["bus_addr"] if link == "rs485" else 0,
+        "bus_addr": cfg["bus_addr"] if "rs485" in link else 0,
         "event_start": cfg["event_start"],
     }
 

@@ -6,6 +6,8 @@ self-tests and calls, behind the small surface the gateway core uses:
     await media.selftest(box_id) -> result dict (also in health(box_id))
     await media.play_prompt(box_id, "help_on_way")
     await media.hangup_box(box_id)          the citizen hung up at the box
+    media.has_box(box_id) -> bool           a camera or audio is configured for the box
+    media.box_press_action(box_id)          an Emergency press now: "hangup", "ignore" or None
     media.health(box_id) -> dict for the box's health report
 
 Hooks (a dict or an object with these attributes; sync or async callables):
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 # gateway's receive time is the press moment.
 PRESS_FUTURE_SLACK_S = 2.0
 RETENTION_EVERY_S = 600.0
+# An Emergency press during a connected call hangs it up, except in the first
+# seconds after the operator answered: a citizen still holding or re-pressing
+# the button must not cut the call they asked for (help points ignore the
+# button for a few seconds after answer).
+HANGUP_GUARD_S = 3.0
 
 
 def parse_press_time(value):
@@ -314,6 +321,23 @@ class MediaService:
         self._ended_calls.append(session.call_id)
         while len(self._ended_calls) > 100:
             self.calls.pop(self._ended_calls.pop(0), None)
+
+    def has_box(self, box_id):
+        try:
+            return int(box_id) in self.boxes
+        except (TypeError, ValueError):
+            return False
+
+    def box_press_action(self, box_id, now=None):
+        """What an Emergency press at the box means now: "hangup" (its call
+        is connected for HANGUP_GUARD_S or more), "ignore" (connected less
+        than that), None (no connected call: an ordinary alarm)."""
+        now = self.clock() if now is None else now
+        for c in self.calls.values():
+            m = c.machine
+            if c.box.box_id == int(box_id) and m.state == "connected":
+                return "hangup" if now - m.connected_at >= HANGUP_GUARD_S else "ignore"
+        return None
 
     async def hangup_box(self, box_id):
         """The citizen ended the call at the box (button pressed again)."""
