@@ -287,9 +287,10 @@ class Ingest:
 
 
 def _selftest_items(data):
-    """RESULT data of a self-test: the firmware's JSON object
-    {"flash": "pass", "emergency": "fail", ...}, or 'speaker=pass,mic=fail'
-    (ASCII, older firmware). Anything else is kept as hex under "raw"."""
+    """RESULT data of a self-test: the firmware's lines 'item=pass' or
+    'item=fail:detail' (firmware/selftest.py), a JSON object {"flash": "pass",
+    ...} (earlier firmware), or 'speaker=pass,mic=fail'. Values are kept as
+    sent ("fail:no ACK"). Anything else is kept as hex under "raw"."""
     items = {}
     try:
         text = bytes(data).decode("ascii")
@@ -303,7 +304,7 @@ def _selftest_items(data):
         if isinstance(obj, dict):
             return {str(k): str(v) for k, v in obj.items()}
         return {"raw": bytes(data).hex()}
-    for part in text.split(","):
+    for part in text.split("\n") if "\n" in text else text.split(","):
         if "=" in part:
             k, v = part.split("=", 1)
             items[k.strip()] = v.strip()

@@ -175,3 +175,16 @@ def test_merge_selftest_parts():
                              "reason": "tone not heard"}
     merge_selftest(h, "audio", {"time": "2026-01-03T00:00:00Z", "passed": True, "items": {"speaker": "pass"}})
     assert h["selftest"]["passed"] is True and "reason" not in h["selftest"]
+
+
+@pytest.mark.parametrize("data,items", [
+    (b"emergency=pass\npanic=fail:held, or stuck closed\nlink=pass", {"emergency": "pass", "panic": "fail:held, or stuck closed", "link": "pass"}),
+    (b'{"flash": "pass", "panic": "fail"}', {"flash": "pass", "panic": "fail"}),
+    (b"speaker=pass,mic=fail", {"speaker": "pass", "mic": "fail"}),
+    (b"\xff\x00", {"raw": "ff00"}),
+    (b"[1, 2]", {}),
+])
+def test_selftest_result_forms(data, items):
+    from callbox_gateway.ingest import _selftest_items
+
+    assert _selftest_items(data) == items
