@@ -9,13 +9,17 @@ Order on a press (the citizen sees it at once, the alarm survives a power
 cut): debounced press -> beacon "sending" on the light pin -> alarm appended
 to the outbox on flash -> `pending` set -> sent on the next poll (RS-485) or
 at once (LTE) -> retried with backoff until the gateway's ACK -> outbox
-entry marked done -> beacon "received".
+entry marked done -> beacon "received". An alarm still unacknowledged after
+cfg["sms_after_s"] also goes out once as an SMS when the box has a modem.
+
+Memory (docs/firmware.md): rarely used code is imported when needed and
+dropped again: config.py at boot, commands.py per COMMAND, selftest.py per
+self-test, the LTE modules only on a box configured for LTE.
 """
 
 import gc
 import sys
 import time
-import json
 import struct
 import asyncio
 import binascii
@@ -31,8 +35,6 @@ except ImportError:
 import wire
 import log
 import hw
-import config
-from errors import BoxError, ConfigError
 from debounce import Debouncer, SAMPLE_MS, EV_PRESS, EV_RELEASE, EV_STUCK, EV_UNSTUCK
 from outbox import Outbox
 from sender import Sender
@@ -44,13 +46,31 @@ _WDT_MS = const(8000)  # machine.WDT timeout
 _FEED_MS = const(1000)  # the main loop's period
 _STALL_MS = const(3000)  # a task silent this long = unhealthy: stop feeding
 _MAX_RESULTS = const(4)  # queued command results
-_RESET_DELAY_MS = const(500)  # let a reboot RESULT go out first
 _HEAP_LOG_MS = const(10000)  # heap figures in the log this often
-_KINDS = {"emergency": 1, "panic": 2, "tamper": 3}
+_SMS_CHECK_MS = const(1000)  # how often unacknowledged alarms are checked for the SMS fallback
+_SMS_RETRY_MS = const(30000)  # a failed SMS is tried again this much later
+_KIND_EMERGENCY = const(1)
+_KIND_PANIC = const(2)
+_KIND_TAMPER = const(3)
 _KIND_FAULT = const(6)
-_STUCK_FAULTS = {"emergency": "emergency_stuck", "panic": "panic_stuck", "tamper": "tamper_stuck"}
 BUTTONS = ("emergency", "panic", "tamper")
-_SETTABLE = ("heartbeat_s", "backup_after_s", "stuck_s", "junction", "log_level", "sms_after_s")
+# The gateway's replay window and the last request executed, persisted when
+# a COMMAND is accepted (protocol.md 3.3, 5.5): top u32, seen bitmap u32,
+# last request i32 (-1: none).
+REPLAY_PATH = "replay.dat"
+_REPLAY_FMT = ">IIi"
+
+
+def _kind(name):
+    return _KIND_EMERGENCY if name == "emergency" else (_KIND_PANIC if name == "panic" else _KIND_TAMPER)
+
+
+def drop_module(name):
+    """Forget a lazily imported module so its bytecode can be collected."""
+    try:
+        del sys.modules[name]
+    except KeyError:
+        pass
 
 
 class App:
@@ -68,6 +88,8 @@ class App:
         self.outbox = Outbox("outbox.log", cfg["event_start"], write=hw.flash_write)
         self.counter = 0
         self.replay = wire.ReplayWindow()
+        self.last_request = -1  # the last COMMAND request executed
+        self.last_result = None  # and its RESULT payload (RAM only)
         self.sender = Sender(cfg["heartbeat_s"] * 1000, now)
         self.beacon = feedback.Beacon(now)
         self.shown = None
@@ -83,22 +105,32 @@ class App:
         self.links = []
         self.rs485 = None
         self.lte = None
+        self.hb_acks = 0  # heartbeats acknowledged since boot (self-test link round trip)
         self._hb_sent = (None, now)  # (counter, ticks) of the last heartbeat
         self._alive = {"inputs": now, "beacon": now}
-        self._reset_at = None
+        self.reset_at = None
         self._rand = 0
+        self._born = {}  # event -> ticks when the box first had it (SMS fallback)
+        self._sms_sent = []  # events already sent by SMS
         self.heap_peak = 0
         self._heap_logged = now
 
     # ------------------------------------------------------------ host API
 
     def log(self, level, msg):
+        if isinstance(level, str):  # the LTE modules name their levels
+            level = log.NAMES.index(level) if level in log.NAMES else log.INFO
         log.log(level, msg)
 
     def decode(self, piece):
         f = wire.decode_frame(piece, self._key_for, True)
         if f.box_id is not None:  # a short POLL has no counter (protocol.md 5.6)
-            self.replay.accept(f.counter, self.box_id)
+            try:
+                self.replay.accept(f.counter, self.box_id)
+            except wire.WireError:
+                if f.mtype == wire.MSG_COMMAND:
+                    log.warning("refused a replayed COMMAND (counter %d, gateway's highest %d)" % (f.counter, self.replay.top))
+                raise
         return f
 
     def _key_for(self, box_id):
@@ -109,25 +141,31 @@ class App:
             return self.rs485
         return self.lte
 
+    def _due(self, now):
+        return self.sender.next(self.outbox.pending, now) is not None or self.results
+
     def next_up_frame(self, link):
         if link is not self._active_link() and link is not self.rs485:
             return None
         now = time.ticks_ms()
         item = self.sender.next(self.outbox.pending, now)
+        frame = None
         if item is not None and item[0] == "alarm":
             a = item[1]
             self._rand = (self._rand * 1103515245 + 12345) & 0x7FFFFFFF
             tries = self.sender.sent_alarm(a[0], now, self._rand >> 8)
             log.info("sending alarm %d (%s) on %s, try %d" % (a[0], wire.ALARM_KINDS.get(a[1], a[1]), link.name, tries))
-            return self._frame(wire.MSG_ALARM, struct.pack(">IBBIH", a[0], a[1], a[2], a[3], a[4]), link)
-        if self.results:
-            return self._frame(wire.MSG_RESULT, self.results.pop(0), link)
-        if item is not None:
+            frame = self._frame(wire.MSG_ALARM, struct.pack(">IBBIH", a[0], a[1], a[2], a[3], a[4]), link)
+        elif self.results:
+            frame = self._frame(wire.MSG_RESULT, self.results.pop(0), link)
+        elif item is not None:
             self.sender.sent_hb(now)
             frame = self._frame(wire.MSG_HEARTBEAT, wire.pack_payload(self.heartbeat(link)), link)
             self._hb_sent = (self.counter, now)
-            return frame
-        return None
+        # The LTE link asks once per wake-up (link.py): more to send now?
+        if frame is not None and self._due(now):
+            self.pending.set()
+        return frame
 
     def idle_frame(self, link):
         return self._frame(wire.MSG_IDLE, b"", link)
@@ -157,75 +195,38 @@ class App:
                     log.info("alarm %d acknowledged by the gateway (%s) via %s" % (ev, m["status"], link.name))
                     if m["status"] == "refused":
                         log.error("the gateway refused alarm %d: check the box's provisioning" % ev)
+                self._born.pop(ev, None)
+                if ev in self._sms_sent:
+                    self._sms_sent.remove(ev)
                 self.beacon.ack(ev, now)
                 self._show(now)
             elif m["acked_type"] == "HEARTBEAT":
                 if m["acked_counter"] == self._hb_sent[0]:
                     self.sender.got_hb_ack(now, self._hb_sent[1])
                     self.boot_reported = True
+                    self.hb_acks += 1
         elif m["type"] == "CALL_STATE":
             log.info("call %s for event %d (prompt %s)" % (m["state"], m["event"], m["prompt"]))
             self.beacon.call(m["state"], m["event"], now)
             self._show(now)
         elif m["type"] == "COMMAND":
-            self._command(m)
+            # Rare: the handlers live in commands.py, loaded for this command
+            # and dropped after it (a 64 KiB heap cannot keep them resident).
+            import commands
 
-    # ------------------------------------------------------------ commands
+            try:
+                commands.handle(self, f, m)
+            finally:
+                drop_module("commands")
 
-    def _result(self, m, status, data=b""):
+    def result(self, m, status, data=b""):
+        """Queue the RESULT of COMMAND m (also kept for a retransmission)."""
+        payload = wire.pack_payload({"type": "RESULT", "request": m["request"], "op": m["op"], "status": status, "data": data})
+        self.last_result = payload
         if len(self.results) >= _MAX_RESULTS:
             self.results.pop(0)
-        self.results.append(wire.pack_payload({"type": "RESULT", "request": m["request"], "op": m["op"], "status": status, "data": data}))
+        self.results.append(payload)
         self.pending.set()
-
-    def _command(self, m):
-        op = m["op"]
-        args = m["args"]
-        log.info("command %s (request %d)" % (op, m["request"]))
-        if op == "time_sync":
-            if len(args) < 4:
-                return self._result(m, "bad_args")
-            secs = struct.unpack(">I", args[:4])[0]
-            ms = struct.unpack(">H", args[4:6])[0] if len(args) >= 6 else 0
-            self.clock_base = (secs * 1000 + ms, time.ticks_ms())
-            self._set_fault("clock_unsynced", False)
-            return self._result(m, "ok")
-        if op == "reboot":
-            self._reset_at = time.ticks_add(time.ticks_ms(), _RESET_DELAY_MS)
-            return self._result(m, "ok")
-        if op == "selftest":
-            return self._result(m, "ok" if not self.faults else "fail", json.dumps(self.selftest()).encode())
-        if op == "config_get":
-            shown = {}
-            for k in self.cfg:
-                if k != "key":
-                    shown[k] = self.cfg[k]
-            data = json.dumps(shown).encode()
-            return self._result(m, "ok", data[: wire.MAX_PAYLOAD - 4])
-        if op == "config_set":
-            try:
-                changes = json.loads(bytes(args))
-                new = dict(self.cfg)
-                for k in changes:
-                    if k not in _SETTABLE:
-                        raise ValueError(k)
-                    new[k] = changes[k]
-                new = config.validate(new)
-                config.save(new)
-            except (ValueError, ConfigError, OSError) as e:
-                log.warning("config_set refused: %s" % (e,))
-                return self._result(m, "bad_args")
-            self.cfg = new
-            self.sender.hb_interval_ms = new["heartbeat_s"] * 1000
-            log.set_level(new["log_level"])
-            return self._result(m, "ok")
-        return self._result(m, "unsupported")
-
-    def selftest(self):
-        items = {"flash": "fail" if "flash" in self.faults else "pass"}
-        for name, active, deb in self.inputs:
-            items[name] = "fail" if deb.stuck else "pass"
-        return items
 
     # ------------------------------------------------------------ state
 
@@ -238,7 +239,7 @@ class App:
         t = self.clock_base[0] + time.ticks_diff(now, self.clock_base[1])
         return (t // 1000, t % 1000, True)
 
-    def _set_fault(self, name, on):
+    def set_fault(self, name, on):
         if on and name not in self.faults:
             self.faults.append(name)
         elif not on and name in self.faults:
@@ -248,7 +249,7 @@ class App:
     def _flash_fault(self, e):
         if "flash" not in self.faults:
             log.error("flash write failed: %r; alarms are kept in RAM only" % (e,))
-        self._set_fault("flash", True)
+        self.set_fault("flash", True)
 
     def heartbeat(self, link):
         power, mv = hw.power()
@@ -283,6 +284,8 @@ class App:
         except OSError as e:
             self._flash_fault(e)
             ev = self.outbox.add_ram(kind, flags, secs, ms)
+        if ev not in self._born:
+            self._born[ev] = time.ticks_ms()
         log.info("alarm %d stored: %s%s" % (ev, wire.ALARM_KINDS.get(kind, kind), " restore" if restore else ""))
         self.pending.set()
         return ev
@@ -300,24 +303,24 @@ class App:
     def _on_input(self, name, ev, now):
         if ev == EV_PRESS:
             if name == "tamper":
-                self.raise_alarm(_KINDS[name])
+                self.raise_alarm(_KIND_TAMPER)
                 return
             self.beacon.press(None, now)
             self._show(now)
             lit_ms = time.ticks_diff(time.ticks_ms(), now)
-            self.beacon.event = self.raise_alarm(_KINDS[name])
+            self.beacon.event = self.raise_alarm(_kind(name))
             log.info("%s pressed: light sending %d ms after the debounced press" % (name, lit_ms))
         elif ev == EV_RELEASE:
             if name == "tamper":
-                self.raise_alarm(_KINDS[name], True)
+                self.raise_alarm(_KIND_TAMPER, True)
         elif ev == EV_STUCK:
             log.warning("%s button stuck closed: reported as a fault, presses ignored until released" % name)
-            self._set_fault(_STUCK_FAULTS[name], True)
+            self.set_fault(name + "_stuck", True)
             self.raise_alarm(_KIND_FAULT)
             self._show(now)
         elif ev == EV_UNSTUCK:
             log.info("%s button released: fault cleared" % name)
-            self._set_fault(_STUCK_FAULTS[name], False)
+            self.set_fault(name + "_stuck", False)
             self.raise_alarm(_KIND_FAULT, True)
             self._show(now)
 
@@ -351,17 +354,53 @@ class App:
             if self.rs485 is not None:
                 self.rs485.up = self.rs485.polled_within(self.cfg["backup_after_s"] * 1000)
             if self.lte is not None and self.rs485 is not None:
-                self._set_fault("link_backup", self._active_link() is self.lte)
-            if self.sender.next(self.outbox.pending, now) is not None or self.results:
+                self.set_fault("link_backup", self._active_link() is self.lte)
+            if self._due(now):
                 self.pending.set()
             if time.ticks_diff(now, self._heap_logged) >= _HEAP_LOG_MS:
                 self._heap_logged = now
                 gc.collect()
                 log.info("heap: live %d B, peak %d B, free %d B" % (gc.mem_alloc(), self.heap_peak, gc.mem_free()))
-            if self._reset_at is not None and time.ticks_diff(now, self._reset_at) >= 0:
+            if self.reset_at is not None and time.ticks_diff(now, self.reset_at) >= 0:
                 log.warning("rebooting on the gateway's command")
                 hw.reset()
             await asyncio.sleep_ms(max(20, self.sender.wake_in_ms(self.outbox.pending, now, 500)))
+
+    async def _sms_fallback(self):
+        """An alarm the gateway has not acknowledged within sms_after_s goes
+        out once (per boot) as an SMS to cfg["sms_number"]; a failed SMS is
+        tried again after _SMS_RETRY_MS. Restores are not sent."""
+        from link_lte import format_alarm_sms
+
+        retry_at = None
+        while True:
+            await asyncio.sleep_ms(_SMS_CHECK_MS)
+            now = time.ticks_ms()
+            if retry_at is not None and time.ticks_diff(now, retry_at) < 0:
+                continue
+            retry_at = None
+            after_ms = self.cfg["sms_after_s"] * 1000
+            for a in list(self.outbox.pending):
+                ev = a[0]
+                if a[2] & wire.ALARM_FLAG_RESTORE or ev in self._sms_sent:
+                    continue
+                born = self._born.get(ev)
+                if born is None:
+                    self._born[ev] = now
+                    continue
+                if time.ticks_diff(now, born) < after_ms:
+                    continue
+                kind = wire.ALARM_KINDS.get(a[1], a[1])
+                text = format_alarm_sms(self.box_id, self.cfg["junction"], kind, ev, a[3], bool(a[2] & wire.ALARM_FLAG_TIME_SYNCED))
+                try:
+                    mr = await self.lte.send_sms(text)
+                except Exception as e:  # ModemError, or the modem gone mid-command
+                    log.warning("SMS for alarm %d failed: %s; trying again in %d s" % (ev, e, _SMS_RETRY_MS // 1000))
+                    retry_at = time.ticks_add(now, _SMS_RETRY_MS)
+                    break
+                if [p for p in self.outbox.pending if p[0] == ev]:  # not ACKed meanwhile
+                    self._sms_sent.append(ev)
+                log.warning("alarm %d not acknowledged after %d s: sent by SMS (ref %d)" % (ev, after_ms // 1000, mr))
 
     async def _run_link(self, link):
         failures = 0
@@ -401,15 +440,49 @@ class App:
         if "lte" in kind:
             try:
                 from link_lte import LteLink
-
-                self.lte = LteLink(self)
-                self.links.append(self.lte)
             except ImportError as e:
                 log.error("no LTE link in this firmware (%r): deploy link_lte.py and at_modem.py" % (e,))
+                return
+            c = self.cfg
+            self.lte = LteLink(
+                self,
+                lambda: hw.open_uart("modem"),
+                c["gateway_host"],
+                c["gateway_port"],
+                apn=c["apn"] or "internet",
+                sms_number=c["sms_number"] or None,
+                box_id=self.box_id,
+                answer_timeout_ms=c["lte_dead_s"] * 1000,
+            )
+            self.links.append(self.lte)
 
-    async def run(self):
-        await hw.start()
-        log.info("firmware %s, board %s, link %s, boot reason %s" % (FW_VERSION, self.board.get("name"), self.cfg["link"], self.boot_reason))
+    def _load_replay(self):
+        try:
+            with open(REPLAY_PATH, "rb") as f:
+                data = f.read()
+        except OSError:
+            return
+        if len(data) != struct.calcsize(_REPLAY_FMT):
+            log.warning("%s has %d bytes, not %d: ignored" % (REPLAY_PATH, len(data), struct.calcsize(_REPLAY_FMT)))
+            return
+        top, seen, req = struct.unpack(_REPLAY_FMT, data)
+        self.replay = wire.ReplayWindow(top, seen)
+        self.last_request = req
+
+    def save_replay(self):
+        """Persist the gateway's replay window and the last request (atomic:
+        temporary file, then rename), before the COMMAND is acted on."""
+        import os
+
+        top, seen = self.replay.state()
+        tmp = REPLAY_PATH + ".tmp"
+        with open(tmp, "wb") as f:
+            hw.flash_write(f, struct.pack(_REPLAY_FMT, top, seen, self.last_request))
+        os.rename(tmp, REPLAY_PATH)
+
+    def boot(self):
+        """Everything before the tasks start: outbox, counters, replay window,
+        links. Also used by the self-test's link round trip."""
         try:
             torn = self.outbox.load()
         except OSError as e:
@@ -418,57 +491,59 @@ class App:
         if torn:
             log.warning("outbox: a torn record (power cut during a write) was found and cut off; %d alarms intact" % len(self.outbox.pending))
         self.counter = self.outbox.counter_ceiling
+        self._load_replay()
         if self.outbox.pending:
             log.info("outbox: %d unacknowledged alarms to deliver: %s" % (len(self.outbox.pending), [a[0] for a in self.outbox.pending]))
             self.pending.set()
-        self._set_fault("clock_unsynced", True)
+        now = time.ticks_ms()
+        for a in self.outbox.pending:
+            self._born[a[0]] = now
+        self.set_fault("clock_unsynced", True)
         self._make_links()
+
+    def start_links(self):
+        return [asyncio.create_task(self._run_link(link)) for link in self.links]
+
+    async def run(self):
+        await hw.start()
+        log.info("firmware %s, board %s, link %s, boot reason %s" % (FW_VERSION, self.board.get("name"), self.cfg["link"], self.boot_reason))
+        self.boot()
         now = time.ticks_ms()
         self._alive["inputs"] = now
         self._alive["beacon"] = now
         tasks = [asyncio.create_task(self._inputs()), asyncio.create_task(self._beacon()), asyncio.create_task(self._schedule())]
-        for link in self.links:
-            tasks.append(asyncio.create_task(self._run_link(link)))
+        tasks += self.start_links()
+        if self.lte is not None:
+            tasks.append(asyncio.create_task(self._sms_fallback()))
         self._show(now)
         await self._watchdog()
 
 
-async def unprovisioned(reason, board):
-    """No usable configuration: show the fault light, say why, wait for the
-    technician (the REPL stays reachable: Ctrl-C stops this loop)."""
-    if board is not None:
-        hw.init(board)
-    await hw.start()
-    beacon = feedback.Beacon(time.ticks_ms())
-    beacon.set_fault(True)
-    hw.light_state(beacon.shown())
-    n = 0
-    while True:
-        if n % 600 == 0:
-            log.error("unprovisioned: %s" % reason)
-        now = time.ticks_ms()
-        if board is not None:
-            light, buzzer = beacon.output(now)
-            hw.output("light", light)
-        n += 1
-        await asyncio.sleep_ms(100)
-
-
 def main(board_default="devkit_rs485"):
+    # config.py validates and is needed only here: dropped after boot.
+    import config
+
     board = None
     try:
         cfg = config.load()
         log.set_box(cfg["box_id"])
         log.set_level(cfg["log_level"])
         board = config.load_board(cfg["board"], cfg["box_id"])
-    except ConfigError as e:
+    except config.ConfigError as e:
         if board is None:
             try:
                 board = config.load_board(board_default)
-            except ConfigError:
+            except config.ConfigError:
                 board = None
-        asyncio.run(unprovisioned(str(e), board))
+        drop_module("config")
+        import unprovisioned
+
+        asyncio.run(unprovisioned.run(str(e), board))
         return
+    del config
+    drop_module("config")
+    drop_module("errors")
+    gc.collect()
     hw.init(board)
     app = App(cfg, board)
     asyncio.run(app.run())

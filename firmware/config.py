@@ -4,7 +4,10 @@ technician's `callbox provision`; the board description from boards/.
 Fields (docs/firmware.md): box_id, key (64 hex chars), junction, board,
 link ("rs485" | "lte" | "rs485+lte"), bus_addr (1..247), gateway_host,
 gateway_port, apn, sms_number, heartbeat_s, event_start, and optional
-backup_after_s, stuck_s, log_level, sms_after_s.
+backup_after_s, stuck_s, log_level, sms_after_s, lte_dead_s.
+
+Only main() and the config_set command import this module; the app drops it
+after boot (docs/firmware.md, memory).
 """
 
 import json
@@ -28,6 +31,7 @@ DEFAULTS = {
     "backup_after_s": 30,
     "stuck_s": 120,
     "sms_after_s": 60,
+    "lte_dead_s": 20,
     "log_level": "info",
 }
 _INT_RANGES = {
@@ -39,6 +43,8 @@ _INT_RANGES = {
     "backup_after_s": (1, 3600),
     "stuck_s": (1, 86400),
     "sms_after_s": (5, 3600),
+    # LTE keepalive (protocol.md 7): a frame unanswered this long = dead link.
+    "lte_dead_s": (5, 600),
 }
 _HEX = "0123456789abcdefABCDEF"
 

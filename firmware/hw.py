@@ -9,10 +9,12 @@ virtual_box.py) through a small control channel. Both provide:
     async start()                 connect whatever needs the event loop
     input_level(name) -> 0|1      electrical level of an input (no polarity)
     output(name, on)              drive an output; polarity from the board
+    output_level(name) -> 0|1     read an output's electrical level back (self-test)
     light_state(name)             report the beacon state (the sim shows it)
     async open_uart(name) -> (reader, writer)   asyncio streams
     async uart_tx_done(name)      wait until the UART has sent its last bit
     wdt_start(timeout_ms), wdt_feed()
+    wdt_hold(ms)                  keep an armed watchdog fed for ms (REPL session)
     reset()                       hard reset (never returns)
     reset_cause() -> name         a wire.BOOT_REASONS name
     power() -> (state, battery_mv)

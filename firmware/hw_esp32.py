@@ -52,6 +52,14 @@ def output(name, on):
         o[0].value(o[1] if on else 1 - o[1])
 
 
+def output_level(name):
+    # Pin.OUT on the ESP32 keeps the input buffer on: value() reads the pad.
+    o = _outs.get(name)
+    if o is None:
+        raise OSError("no output %r on this board" % name)
+    return o[0].value()
+
+
 def light_state(name):
     pass
 
@@ -79,6 +87,28 @@ def wdt_start(timeout_ms):
 def wdt_feed():
     if _wdt is not None:
         _wdt.feed()
+
+
+_hold_timer = None
+
+
+def wdt_hold(ms):
+    # machine.WDT cannot be stopped: while a technician has the firmware
+    # stopped at the REPL, a timer feeds it for at most `ms`, then stops, so
+    # a box left at the REPL resets itself back into its firmware.
+    global _hold_timer
+    if _wdt is None:
+        return
+    end = time.ticks_add(time.ticks_ms(), ms)
+
+    def feed(t):
+        if time.ticks_diff(end, time.ticks_ms()) > 0:
+            _wdt.feed()
+        else:
+            t.deinit()
+
+    _hold_timer = machine.Timer(0)
+    _hold_timer.init(period=1000, mode=machine.Timer.PERIODIC, callback=feed)
 
 
 def reset():

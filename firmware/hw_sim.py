@@ -16,6 +16,8 @@ Control channel, one ASCII line per message.
     out NAME LEVEL                an output pin changed (electrical)
     light STATE                   the beacon state changed
     wdt TIMEOUT_MS | feed         the watchdog (the supervisor enforces it)
+    hold MS                       count the watchdog as fed for MS (firmware
+                                  stopped at the REPL, see wdt_hold)
     reset                         machine.reset: the supervisor restarts us
 
 Without sim.json (micropython run by hand) the inputs stay idle, UARTs are
@@ -66,10 +68,20 @@ def init(board):
 
 
 async def start():
+    """Connect the control channel. Called again in a new event loop (the
+    self-test from the REPL after the firmware was stopped), it reconnects:
+    the old reader task died with the old loop, and the supervisor sends the
+    input levels again to a new connection."""
     global _ctl
     addr = _cfg.get("control")
-    if not addr or _ctl is not None:
+    if not addr:
         return
+    if _ctl is not None:
+        try:
+            _ctl.close()
+        except OSError:
+            pass
+        _ctl = None
     host, port = addr.rsplit(":", 1)
     try:
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -136,6 +148,14 @@ def output(name, on):
     if _outs.get(name) != level:
         _outs[name] = level
         _send("out %s %d" % (name, level))
+
+
+def output_level(name):
+    """The electrical level an output was last driven to (read back)."""
+    p = _board["outputs"].get(name) if _board else None
+    if p is None:
+        raise OSError("no output %r on this board" % name)
+    return _outs.get(name, 1 - p.get("active", 1))
 
 
 def light_state(name):
@@ -215,6 +235,10 @@ def wdt_start(timeout_ms):
 
 def wdt_feed():
     _send("feed")
+
+
+def wdt_hold(ms):
+    _send("hold %d" % ms)
 
 
 def reset():

@@ -1,15 +1,55 @@
 # The box's entry point (runs after boot.py). A crash is logged and followed
 # by a hard reset: a box in the street must come back by itself. Ctrl-C
 # (KeyboardInterrupt, from mpremote or a technician) stops it at the REPL.
+import os
+
+# A `callbox deploy` or `provision` cut by a power loss during its switch
+# left commit.journal: finish its renames and removals before anything else
+# is imported (tools/board.py writes it; applying it twice is harmless).
+try:
+    os.stat("commit.journal")
+except OSError:
+    pass
+else:
+    import json
+
+    with open("commit.journal") as f:
+        J = json.loads(f.read())
+    for p in J["rename"]:
+        try:
+            os.stat(p + ".new")
+        except OSError:
+            continue
+        try:
+            os.rename(p + ".new", p)
+        except OSError:
+            os.remove(p)
+            os.rename(p + ".new", p)
+    for p in J["remove"]:
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+    os.remove("commit.journal")
+    print("main: finished an interrupted update (commit.journal)")
+    del J, json
+
 import sys
 import time
+
+# A technician's REPL session keeps the watchdog fed this long (ms), then
+# the box resets itself back into its firmware.
+REPL_WDT_HOLD_MS = 10 * 60 * 1000
 
 try:
     import app
 
     app.main()
 except KeyboardInterrupt:
-    print("main: stopped by Ctrl-C; the REPL is yours")
+    import hw
+
+    hw.wdt_hold(REPL_WDT_HOLD_MS)
+    print("main: stopped by Ctrl-C; the REPL is yours for 10 minutes before the watchdog resets the box")
 except Exception as e:
     print("main: firmware crashed, resetting in 5 s:")
     sys.print_exception(e)

@@ -630,6 +630,68 @@ class ModemSim:
         self.links.clear()
 
 
+class ModemSimThread:
+    """One ModemSim on its own asyncio loop in a background thread, for
+    synchronous callers (the virtual box starts one per LTE box).
+
+        m = ModemSimThread("box42").start()   # m.url: the box's modem UART
+        m.call(m.sim.blackout, 5)             # any simulator method, on its loop
+        m.call(m.sim.wait_sms, 1, 30)         # coroutines are awaited
+        m.stop()
+    """
+
+    def __init__(self, name="modem", **kw):
+        self.name = name
+        self.kw = kw
+        self.sim = None
+        self.loop = None
+        self._thread = None
+
+    @property
+    def url(self):
+        return self.sim.url
+
+    def start(self, timeout=20.0):
+        import threading
+
+        ready = threading.Event()
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            ready.set()
+            self.loop.run_forever()
+            self.loop.close()
+
+        self._thread = threading.Thread(target=run, name="modem-%s" % self.name, daemon=True)
+        self._thread.start()
+        ready.wait(timeout)
+        self.sim = asyncio.run_coroutine_threadsafe(ModemSim(name=self.name, **self.kw).start(), self.loop).result(timeout)
+        return self
+
+    def call(self, fn, *args, timeout=60.0):
+        """Run fn(*args) on the simulator's loop (awaited if a coroutine)."""
+
+        async def run():
+            r = fn(*args)
+            if asyncio.iscoroutine(r):
+                r = await r
+            return r
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout)
+
+    def stop(self):
+        if self.loop is None:
+            return
+        try:
+            self.call(self.sim.close, timeout=10)
+        except Exception as e:  # stopping anyway; say why
+            log.warning("modem %s: close failed: %r", self.name, e)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop = None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m callbox_rig.modem_sim", description="Simulated SIM7600 modem on a TCP port (one per virtual box).")
     ap.add_argument("--host", default="127.0.0.1")

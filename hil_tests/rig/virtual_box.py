@@ -18,7 +18,12 @@ What the supervisor does:
   `console_port`, so the port stays the same across reboots;
 - when the interpreter exits (a soft reset in the raw REPL, Ctrl-D in the
   REPL), it prints `MPY: soft reboot` and starts it again: in the raw REPL
-  (no main.py) if it was there, else with main.py, as a board does;
+  (no main.py; the unix port's banner is swallowed so the console shows
+  `raw REPL; CTRL-B to exit` as a board does) if it was there, else with
+  main.py, as a board does;
+- a box configured for LTE without a `modem_url` gets its own modem
+  simulator (callbox_rig.modem_sim.ModemSimThread, `box.modem`): its modem
+  UART is a TCP connection to it, and the simulator bridges to the gateway;
 - hw_sim's pins, the light, the watchdog and machine.reset go over a control
   channel (TCP on 127.0.0.1): see firmware/hw_sim.py. The supervisor keeps
   the input levels across reboots (a held button stays held), enforces the
@@ -109,13 +114,15 @@ def deploy(flash_dir, compiled=False):
 
 
 class VirtualBox:
-    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False):
+    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False, modem_options=None):
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.config = config
         self.board_name = (config or {}).get("board", board)
         self.board = load_board(self.board_name)
         self.rs485_url = rs485_url
         self.modem_url = modem_url
+        self.modem = None  # ModemSimThread started for an LTE box without modem_url
+        self.modem_options = modem_options or {}
         self.deploy = deploy
         self.compiled = compiled
         self.heapsize = heapsize
@@ -125,6 +132,7 @@ class VirtualBox:
         self.log = []  # console lines (str), oldest first
         self.light_history = []  # (monotonic s, state)
         self.outputs = {}  # output name -> electrical level
+        self.output_history = []  # (monotonic s, name, level)
         self.boot_reasons = []
         self.watchdog_resets = 0
         self._levels = {}
@@ -143,6 +151,8 @@ class VirtualBox:
         self._ctl_buf = b""
         self._line_buf = b""
         self._raw = False
+        self._swallow = False  # dropping the unix banner until the raw REPL's
+        self._held = b""
         self._off = True
         self._wdt = None  # (timeout s, last feed monotonic)
         self._stop = threading.Event()
@@ -158,6 +168,11 @@ class VirtualBox:
             deploy(self.flash_dir, self.compiled)
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
+        if self.modem_url is None and "lte" in str((self.config or {}).get("link", "")):
+            from .modem_sim import ModemSimThread
+
+            self.modem = ModemSimThread(self.flash_dir.name, **self.modem_options).start()
+            self.modem_url = self.modem.url
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.setblocking(False)
         self._console_master, self._console_slave = pty.openpty()
@@ -186,6 +201,10 @@ class VirtualBox:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self.modem is not None:
+            self.modem.stop()
+            self.modem = None
+            self.modem_url = None
 
     def __enter__(self):
         return self.start()
@@ -277,9 +296,19 @@ class VirtualBox:
         fault), or None while it is off or booting."""
         return self._light
 
-    def wait_light(self, state, timeout=10.0):
+    def wait_light(self, state, timeout=10.0, since=None):
+        """Wait until the light shows `state`. With `since` (an index into
+        light_history, e.g. len(box.light_history) taken before a press), a
+        state shown and already left again counts too: over a fast link
+        "sending" can last only milliseconds."""
+
+        def seen():
+            if since is not None and any(s == state for _, s in self.light_history[since:]):
+                return True
+            return self._light == state
+
         with self._cond:
-            if not self._cond.wait_for(lambda: self._light == state, timeout):
+            if not self._cond.wait_for(seen, timeout):
                 raise VirtualBoxError("%s: light is %r, not %r after %.1f s; last lines:\n%s" % (self.name, self._light, state, timeout, self.tail()))
         return state
 
@@ -338,6 +367,8 @@ class VirtualBox:
         os.close(slave)
         self._master = master
         self._raw = False
+        self._swallow = raw
+        self._held = b""
         self._wdt = None
         self._drop_ctl()
         self.boot_reasons.append(reason)
@@ -400,6 +431,17 @@ class VirtualBox:
             return
         if not data:
             return
+        if self._swallow:
+            # Restarted into the raw REPL: a board prints no banner there,
+            # only the raw REPL's own line (mpremote waits for exactly that).
+            self._held += data
+            i = self._held.find(_RAW_BANNER)
+            if i < 0:
+                self._held = self._held[-len(_RAW_BANNER):]
+                return
+            data = self._held[i:]
+            self._held = b""
+            self._swallow = False
         try:
             os.write(self._console_master, data)
         except BlockingIOError:
@@ -475,10 +517,16 @@ class VirtualBox:
             self._cond.notify_all()
         elif op == "out" and len(parts) == 3:
             self.outputs[parts[1]] = int(parts[2])
+            self.output_history.append((time.monotonic(), parts[1], int(parts[2])))
+            if len(self.output_history) > _LOG_LIMIT:
+                del self.output_history[: len(self.output_history) - _LOG_LIMIT]
         elif op == "wdt" and len(parts) == 2:
             self._wdt = [int(parts[1]) / 1000.0, time.monotonic()]
         elif op == "feed" and self._wdt is not None:
-            self._wdt[1] = time.monotonic()
+            self._wdt[1] = max(self._wdt[1], time.monotonic())
+        elif op == "hold" and len(parts) == 2 and self._wdt is not None:
+            # The firmware stopped at the REPL (main.py): fed until then.
+            self._wdt[1] = time.monotonic() + int(parts[1]) / 1000.0
         elif op == "reset":
             self._log_event("machine.reset(): hard reset")
             self._kill_child()

@@ -14,15 +14,33 @@ POLL_PERIOD_S = 0.05
 REPLY_TIMEOUT_S = 0.5
 
 
+class SharedCounter:
+    """One gateway counter towards a box across links (protocol.md 3.3): a
+    gateway reaching a box on RS-485 and LTE uses one sequence, or the box's
+    replay window refuses the link that lags."""
+
+    def __init__(self, start=1):
+        self.value = start
+        self.lock = threading.Lock()
+
+    def next(self):
+        with self.lock:
+            self.value += 1
+            return self.value
+
+
 class Receiver:
-    def __init__(self, bus_url, boxes):
-        """boxes: {box_id: (bus_addr, key bytes)}"""
+    def __init__(self, bus_url, boxes, counter=None):
+        """boxes: {box_id: (bus_addr, key bytes)}; counter: a SharedCounter
+        when another receiver talks to the same boxes."""
         host, port = bus_url[len("socket://"):].rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)))
         self.sock.settimeout(0.05)
         self.boxes = {bid: (addr, wire.BoxKey(key)) for bid, (addr, key) in boxes.items()}
         self.windows = {bid: wire.ReplayWindow() for bid in boxes}
-        self.counter = 1
+        self.shared = counter or SharedCounter()
+        self.counter = self.shared.value
+        self.sent = []  # (box_id, msg, bytes) of every frame written
         self.polling = True
         self.ack_alarms = True
         self.frames = []  # every verified frame from a box
@@ -49,10 +67,21 @@ class Receiver:
         with self.cond:
             self.outgoing.append((box_id, msg))
 
+    def send_raw(self, box_id, data):
+        """Write captured bytes again after the next poll of box_id (replays)."""
+        with self.cond:
+            self.outgoing.append((box_id, bytes(data)))
+
     def _write(self, box_id, msg):
+        if isinstance(msg, bytes):
+            self.sock.sendall(msg)
+            return
         addr = self.boxes[box_id][0]
-        self.counter += 1
-        self.sock.sendall(wire.encode_message(self.boxes[box_id][1], msg, box_id, self.counter, addr))
+        self.counter = self.shared.next()
+        data = wire.encode_message(self.boxes[box_id][1], msg, box_id, self.counter, addr)
+        if msg.get("type") != "POLL":
+            self.sent.append((box_id, msg, data))
+        self.sock.sendall(data)
 
     def _loop(self):
         while not self._stop.is_set():
