@@ -33,6 +33,7 @@ PERMISSIONS = {
     "incident.act": "operator",      # acknowledge, dispatch, close, video call
     "history.view": "operator",
     "history.export": "supervisor",  # CSV export
+    "escalations.view": "supervisor",  # alerted to every escalated alarm, on every tab
     "report.view": "supervisor",     # daily report, availability
     "box.command": "supervisor",     # ask a box for a self-test
     "operators.manage": "admin",

@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 # Messages waiting per browser before it is dropped (then it reconnects and
 # gets a full snapshot): about a minute of a busy night.
 CLIENT_QUEUE_MAX = 2000
+# Boxes per WebSocket message: 1,000 boxes in one frame (~400 KB) took the
+# sender tens of milliseconds to serialise on a loaded machine, time in which
+# an alarm behind it waited; 250 keeps each step short.
+BOXES_PER_MESSAGE = 250
 
 
 class Client:
@@ -33,17 +37,23 @@ class Client:
         self._ready.set()
 
     async def next_message(self):
-        """The next message; consecutive box updates merged into one."""
+        """The next message; consecutive box updates merged into one of at
+        most BOXES_PER_MESSAGE boxes (a box reported twice keeps its latest
+        state). Never reorders a box update past another kind of message."""
         while not self._queue:
             self._ready.clear()
             await self._ready.wait()
-        msg = self._queue.popleft()
-        if msg.get("type") != "boxes":
-            return msg
-        merged = {b["box_id"]: b for b in msg["boxes"]}
+        if self._queue[0].get("type") != "boxes":
+            return self._queue.popleft()
+        merged = {}
         # Stop at the first other message, so an alarm is never overtaken.
         while self._queue and self._queue[0].get("type") == "boxes":
-            for b in self._queue.popleft()["boxes"]:
+            boxes = self._queue.popleft()["boxes"]
+            for n, b in enumerate(boxes):
+                if len(merged) >= BOXES_PER_MESSAGE and b["box_id"] not in merged:
+                    # full: the rest goes first in the next message
+                    self._queue.appendleft({"type": "boxes", "boxes": boxes[n:]})
+                    return {"type": "boxes", "boxes": list(merged.values())}
                 merged[b["box_id"]] = b
         return {"type": "boxes", "boxes": list(merged.values())}
 

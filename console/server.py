@@ -150,9 +150,14 @@ class Console:
                 await self.store.add_audit(inc["id"], now, "console", "escalated",
                                            {"from": inc.get("assigned_to"), "to": plan["assigned_to"],
                                             "after_s": round(now - inc["console_time"], 1)})
-                log.warning("incident %s (box %s, %s) unacknowledged for %.0f s: escalated to %s",
-                            inc["id"], inc["box_id"], inc["kind"], now - inc["console_time"],
-                            plan["assigned_to"] or "everyone")
+                if online:
+                    log.warning("incident %s (box %s, %s) unacknowledged for %.0f s: escalated to %s and shown to "
+                                "supervisors", inc["id"], inc["box_id"], inc["kind"], now - inc["console_time"],
+                                plan["assigned_to"] or "every open console")
+                else:
+                    log.error("incident %s (box %s, %s) unacknowledged for %.0f s and no operator has the console "
+                              "open: it rings on every console that opens; staff the control room",
+                              inc["id"], inc["box_id"], inc["kind"], now - inc["console_time"])
                 await self._publish_incident(updated, alert="escalated")
         stale = await self.store.mark_stale(now, self.cfg.health_stale_s)
         if stale:
@@ -226,7 +231,11 @@ class Console:
 
     async def post_health(self, request):
         gw = self.gateway_of(request)
-        boxes = validate.health_body(await self._json(request))
+        body = await self._json(request)
+        boxes = []
+        for chunk in validate.health_chunks(body):
+            boxes.extend(chunk)
+            await asyncio.sleep(0)  # let an alarm that arrived meanwhile through
         stored = await self.store.upsert_health(gw.gateway_id, boxes, self.clock())
         if stored:
             await self.store.publish({"type": "boxes", "boxes": stored})

@@ -285,24 +285,30 @@ class Store:
             # The whole table: a few thousand rows at most, one query.
             for r in await self.db.fetch("SELECT box_id, online, first_seen FROM boxes"):
                 prev[r["box_id"]] = r
-        rows, log_rows = [], []
-        for b in boxes:
-            online = int(b["online"])
-            p = prev.get(b["box_id"])
-            if p is None or p["online"] != online:
-                log_rows.append((b["box_id"], now, online))
-            rows.append((b["box_id"], gateway_id, b.get("junction") or "", b.get("lat"), b.get("lon"), online,
-                         b.get("last_heartbeat"), now, p["first_seen"] if p else now,
-                         json.dumps(b, separators=(",", ":"))))
-        # In chunks: on SQLite every statement shares one thread, and an alarm
-        # must not wait behind a whole 1,000-box report.
-        for i in range(0, len(rows), HEALTH_CHUNK_ROWS):
-            await self._upsert_boxes(rows[i:i + HEALTH_CHUNK_ROWS])
+        stored, log_rows = [], []
+        # In chunks: on SQLite every statement shares one thread, and the
+        # event loop yields between chunks, so an alarm never waits behind a
+        # whole 1,000-box report.
+        for i in range(0, len(boxes), HEALTH_CHUNK_ROWS):
+            rows = []
+            for b in boxes[i:i + HEALTH_CHUNK_ROWS]:
+                online = int(b["online"])
+                p = prev.get(b["box_id"])
+                if p is None or p["online"] != online:
+                    log_rows.append((b["box_id"], now, online))
+                first_seen = p["first_seen"] if p else now
+                rows.append((b["box_id"], gateway_id, b.get("junction") or "", b.get("lat"), b.get("lon"), online,
+                             b.get("last_heartbeat"), now, first_seen, json.dumps(b, separators=(",", ":"))))
+                # as _box() would read it back, without parsing the JSON again
+                d = dict(b)
+                d.update(gateway_id=gateway_id, junction=b.get("junction") or "", lat=b.get("lat"),
+                         lon=b.get("lon"), online=bool(online), stale=False, last_heartbeat=b.get("last_heartbeat"),
+                         report_time=now, first_seen=first_seen)
+                stored.append(d)
+            await self._upsert_boxes(rows)
         if log_rows:
             await self.db.executemany("INSERT INTO box_status_log (box_id, time, online) VALUES (?, ?, ?)", log_rows)
-        return [_box({"box_id": r[0], "gateway_id": r[1], "junction": r[2], "lat": r[3], "lon": r[4],
-                      "online": r[5], "stale": 0, "last_heartbeat": r[6], "report_time": r[7],
-                      "first_seen": r[8], "data": r[9]}) for r in rows]
+        return stored
 
     async def _upsert_boxes(self, rows):
         await self.db.executemany(

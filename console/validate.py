@@ -129,34 +129,54 @@ def media_body(body):
             "clip": _clip(body.get("clip"), where)}
 
 
+# Boxes checked per step of health_chunks: the server yields to its event
+# loop between steps, so a 1,000-box report never holds an alarm up for long.
+HEALTH_CHUNK_BOXES = 100
+
+
 def health_body(body):
+    """All boxes of POST /api/v1/health, checked; raises BadRequest naming
+    every bad box (up to ten), and then nothing of the report is stored."""
+    return [b for chunk in health_chunks(body) for b in chunk]
+
+
+def health_chunks(body, size=HEALTH_CHUNK_BOXES):
+    """health_body in steps: yields lists of at most `size` checked boxes and
+    raises BadRequest after the last one if any box was bad (so the caller,
+    which stores nothing until the end, still refuses the report whole)."""
     if not isinstance(body, dict) or not isinstance(body.get("boxes"), list):
         raise BadRequest('body must be {"gateway_id": ..., "time": ..., "boxes": [...]}')
     boxes = body["boxes"]
     if len(boxes) > MAX_BOXES_PER_HEALTH:
         raise BadRequest("%d boxes in one report; send at most %d" % (len(boxes), MAX_BOXES_PER_HEALTH))
-    out, problems = [], []
-    for i, b in enumerate(boxes):
-        where = "box %d in the report" % i
-        try:
-            if not isinstance(b, dict):
-                raise BadRequest("%s is not an object" % where)
-            box_id = box_id_of(b, where)
-            where = "box %d" % box_id
-            online = b.get("online")
-            if not isinstance(online, bool):
-                raise BadRequest("%s: online must be true or false" % where)
-            if b.get("last_heartbeat") is not None:
-                parse_time(b["last_heartbeat"], "last_heartbeat", where)
-            _opt_text(b, "junction", where)
-            _opt_coord(b, "lat", -90, 90, where)
-            _opt_coord(b, "lon", -180, 180, where)
-            raw = json.dumps(b, separators=(",", ":"))
-            if len(raw) > MAX_BOX_JSON_BYTES:
-                raise BadRequest("%s: record is %d bytes; at most %d" % (where, len(raw), MAX_BOX_JSON_BYTES))
-            out.append(b)
-        except BadRequest as exc:
-            problems.append(str(exc))
+    problems = []
+    for start in range(0, len(boxes), size):
+        out = []
+        for i in range(start, min(start + size, len(boxes))):
+            try:
+                out.append(_health_box(boxes[i], i))
+            except BadRequest as exc:
+                problems.append(str(exc))
+        yield out
     if problems:
         raise BadRequest("; ".join(problems[:10]) + ("; ..." if len(problems) > 10 else ""))
-    return out
+
+
+def _health_box(b, i):
+    where = "box %d in the report" % i
+    if not isinstance(b, dict):
+        raise BadRequest("%s is not an object" % where)
+    box_id = box_id_of(b, where)
+    where = "box %d" % box_id
+    online = b.get("online")
+    if not isinstance(online, bool):
+        raise BadRequest("%s: online must be true or false" % where)
+    if b.get("last_heartbeat") is not None:
+        parse_time(b["last_heartbeat"], "last_heartbeat", where)
+    _opt_text(b, "junction", where)
+    _opt_coord(b, "lat", -90, 90, where)
+    _opt_coord(b, "lon", -180, 180, where)
+    raw = json.dumps(b, separators=(",", ":"))
+    if len(raw) > MAX_BOX_JSON_BYTES:
+        raise BadRequest("%s: record is %d bytes; at most %d" % (where, len(raw), MAX_BOX_JSON_BYTES))
+    return b

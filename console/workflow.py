@@ -82,11 +82,18 @@ def due_for_escalation(incident, now, timeout_s):
 
 def plan_escalation(incident, now, timeout_s, online, load):
     """None, or the changes for one escalation step: ring at the next operator
-    (round the logged-in ones, skipping the one it rang at) and re-alert."""
+    (round the logged-in ones, skipping the one it rang at) and re-alert.
+
+    Never leaves it ringing at nobody who could hear it: with no other
+    operator logged in it stays with the current one if that one is still
+    logged in, else it rings at everyone (assigned_to None). Either way every
+    escalated alarm is also shown to supervisors (the board shows a new
+    alarm with escalations > 0 on every supervisor's console)."""
     if not due_for_escalation(incident, now, timeout_s):
         return None
     current = incident.get("assigned_to")
     nxt = choose_operator(online, load, exclude=(current,) if current else ())
     if nxt is None:
-        nxt = current  # alone on shift: keep ringing at the same operator
+        # alone on shift: keep ringing at the same operator, if still there
+        nxt = current if current in online else None
     return {"assigned_to": nxt, "escalated_at": now, "escalations": (incident.get("escalations") or 0) + 1}

@@ -195,3 +195,110 @@ def test_escalation_to_another_operator_and_video_call(browser, start_console, f
     finally:
         ctx_a.close()
         ctx_r.close()
+
+
+def test_health_table_of_1000_boxes_draws_only_rows_in_view(browser, start_console):
+    """1,000 boxes: the table keeps every box (sorted, offline first) but puts
+    only the rows in view in the DOM, so a health report never makes a frame
+    long enough to hold an alarm up; scrolling and the filter reach any box."""
+    c = start_console()
+    c.add_operator("sunita", PW, "supervisor")
+    boxes = [health_box(i, junction="Junction %d" % (i % 47)) for i in range(1, 1001)]
+    boxes[699]["online"] = False  # box 700
+    post_sync(c, "/api/v1/health", {"gateway_id": GATEWAY_ID, "time": "2026-11-28T19:20:05Z", "boxes": boxes})
+    ctx, page = _login(browser, c, "sunita")
+    try:
+        page.click("button[data-tab=health]")
+        page.wait_for_function("document.getElementById('health-table').dataset.boxes === '1000'")
+        drawn = page.evaluate("document.querySelectorAll('#health-table tbody tr[id]').length")
+        assert 10 <= drawn <= 150, drawn
+        # offline first
+        assert page.evaluate("document.querySelector('#health-table tbody tr[id]').id") == "box-700"
+        assert page.inner_text("#health-summary").startswith("999 / 1000")
+        # scrolled to the end, the last box is drawn and the page height matches 1,000 rows
+        page.evaluate("const s = document.getElementById('health-scroll'); s.scrollTop = s.scrollHeight")
+        page.wait_for_selector("#box-1000", timeout=5000)
+        assert not page.query_selector("#box-2")
+        row_px = page.evaluate("document.getElementById('box-1000').getBoundingClientRect().height")
+        total = page.evaluate("document.querySelector('#health-table tbody').getBoundingClientRect().height")
+        assert abs(total - 1000 * row_px) < 2 * row_px, (total, row_px)
+        # the filter finds a box by number or junction
+        page.fill("#health-filter", "999")
+        page.wait_for_function("document.getElementById('health-table').dataset.boxes === '1'")
+        assert page.query_selector("#box-999") and not page.query_selector("#box-1000")
+        page.fill("#health-filter", "Junction 46")
+        page.wait_for_function("document.getElementById('health-table').dataset.boxes === '%d'"
+                               % sum(1 for b in boxes if b["junction"] == "Junction 46"))
+        _shot(page, "health-1000")
+        # a fresh report reaches the rows in view
+        boxes[45]["online"] = False  # box 46, at Junction 46
+        post_sync(c, "/api/v1/health", {"gateway_id": GATEWAY_ID, "time": "2026-11-28T19:20:15Z", "boxes": boxes})
+        page.wait_for_selector("#box-46.offline", timeout=5000)
+    finally:
+        ctx.close()
+
+
+def test_alarm_reaches_an_operator_on_another_tab(browser, start_console):
+    """An operator reading the history (or map, or health) still sees and hears
+    a new alarm: the alert bar on every tab, the board tab's count, a beep;
+    the bar leads to the card."""
+    c = start_console()
+    c.add_operator("asha", PW)
+    ctx, page = _login(browser, c, "asha")
+    try:
+        page.click("button[data-tab=history]")
+        assert page.is_hidden("#alert-bar")
+        beeps = page.evaluate("window.__callbox.beeps")
+        e = event(box_id=7, kind="panic", junction="Rawatpur Crossing")
+        post_sync(c, "/api/v1/events", {"events": [e]})
+        page.wait_for_selector("#alert-bar.kind-panic", timeout=5000)
+        bar = page.inner_text("#alert-bar")
+        assert "1 alarm waiting" in bar and "Rawatpur Crossing" in bar and "PANIC" in bar
+        assert "(1)" in page.inner_text(".tab[data-tab=board]")
+        assert page.evaluate("window.__callbox.beeps") > beeps
+        assert page.is_visible("#tab-history")  # nothing was taken away from what she was doing
+        _shot(page, "alert-bar-on-history")
+        page.click("#alert-bar .alert-go")
+        page.wait_for_selector('#tab-board article[data-event="%s"]' % e["event_id"], state="visible")
+        page.click('article[data-event="%s"] button.ack' % e["event_id"])
+        page.wait_for_selector("#alert-bar", state="hidden")
+        assert "(" not in page.inner_text(".tab[data-tab=board]")
+    finally:
+        ctx.close()
+
+
+def test_escalation_alone_on_shift_rerings_and_shows_supervisors(browser, start_console):
+    """Nobody else to roll over to: the alarm keeps ringing at the operator
+    who has it (re-alerted), and every supervisor's console (an admin here,
+    who is not in the roll-over) shows it as unanswered after escalation; an
+    operator who opens the console later is alerted at once."""
+    import time as _t
+    c = start_console(escalation_s=1.5, escalation_tick_s=0.25, clock=_t.time)
+    c.add_operator("asha", PW)
+    c.add_operator("boss", PW, "admin")
+    c.add_operator("ravi", PW)
+    ctx_a, pa = _login(browser, c, "asha")
+    ctx_b, pb = _login(browser, c, "boss")
+    ctx_r = None
+    try:
+        e = event(box_id=44, kind="emergency", junction="Bagiya Crossing")
+        post_sync(c, "/api/v1/events", {"events": [e]})
+        sel = 'article[data-event="%s"]' % e["event_id"]
+        pa.wait_for_selector(sel + ".mine", timeout=5000)
+        beeps_a = pa.evaluate("window.__callbox.beeps")
+        pb.wait_for_selector("#alert-supervisor", timeout=10000)
+        assert "Bagiya Crossing" in pb.inner_text("#alert-supervisor")
+        assert "asha" in pb.inner_text("#alert-supervisor")
+        pa.wait_for_function("window.__callbox.beeps > %d" % beeps_a, timeout=10000)  # re-alerted
+        inc = c.run(c.console.store.incident_by_event(e["event_id"]))
+        assert inc["assigned_to"] == "asha" and inc["escalations"] >= 1
+        assert pa.is_hidden("#alert-supervisor")  # an operator is not shown the supervisor line
+        _shot(pb, "supervisor-escalated")
+        # ravi opens the console now: it rings at once for the waiting alarm
+        ctx_r, pr = _login(browser, c, "ravi")
+        pr.wait_for_function("window.__callbox.beeps >= 1", timeout=5000)
+        assert pr.is_visible("#alert-bar")
+    finally:
+        for x in (ctx_a, ctx_b, ctx_r):
+            if x is not None:
+                x.close()

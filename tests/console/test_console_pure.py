@@ -5,7 +5,9 @@ import datetime
 
 import pytest
 
-from callbox_console import auth, config, i18n, junctions, report, validate, workflow
+import asyncio
+
+from callbox_console import auth, config, i18n, junctions, live, report, validate, workflow
 from callbox_console.errors import BadRequest, ConfigError, Conflict
 
 N = 2 ** 10  # fast scrypt for tests; same code path
@@ -94,6 +96,11 @@ def test_escalation_rolls_over_and_repeats():
     assert workflow.plan_escalation(inc, 1060.0, 30, ["asha", "ravi"], {})["assigned_to"] == "asha"
     # alone on shift: still re-alerts, stays with the same operator
     assert workflow.plan_escalation(_inc(assigned_to="asha"), 1031, 30, ["asha"], {})["assigned_to"] == "asha"
+    # the one it rang at has closed the console and nobody else is there:
+    # it rings on every console (None), never at someone who cannot hear it
+    plan = workflow.plan_escalation(_inc(assigned_to="asha"), 1031, 30, [], {})
+    assert plan["assigned_to"] is None and plan["escalations"] == 1
+    assert workflow.plan_escalation(_inc(assigned_to="asha"), 1031, 30, ["ravi"], {})["assigned_to"] == "ravi"
     # acknowledged or restore: never
     assert workflow.plan_escalation(_inc(status="acknowledged"), 5000, 30, ["ravi"], {}) is None
     assert workflow.plan_escalation(_inc(restore=True), 5000, 30, ["ravi"], {}) is None
@@ -175,6 +182,55 @@ def test_validate_health():
     with pytest.raises(BadRequest, match="bytes"):
         validate.health_body({"boxes": [{"box_id": 7, "online": True, "faults": ["x" * 5000]}]})
     assert validate.health_body({"boxes": [{"box_id": 7, "online": True}]})[0]["box_id"] == 7
+
+
+def test_health_is_checked_in_steps_and_refused_whole():
+    boxes = [{"box_id": i, "online": True} for i in range(250)]
+    steps = list(validate.health_chunks({"boxes": boxes}, size=100))
+    assert [len(s) for s in steps] == [100, 100, 50]
+    assert [b["box_id"] for s in steps for b in s] == list(range(250))
+    # one bad box in the last step: every step is still yielded (the server
+    # yields between them) and then the whole report is refused, naming it
+    boxes[230]["online"] = "yes"
+    got = []
+    with pytest.raises(BadRequest, match="box 230: online"):
+        for step in validate.health_chunks({"boxes": boxes}, size=100):
+            got.append(step)
+    assert len(got) == 3
+
+
+def _drain(client):
+    async def run():
+        out = []
+        while client._queue:
+            out.append(await client.next_message())
+        return out
+    return asyncio.run(run())
+
+
+def test_live_client_merges_box_updates_capped_and_never_past_an_alarm():
+    c = live.Client("asha")
+    c.put({"type": "boxes", "boxes": [{"box_id": i, "v": 1} for i in range(300)]})
+    c.put({"type": "boxes", "boxes": [{"box_id": 5, "v": 2}]})
+    c.put({"type": "incident", "incident": {"id": 1}})
+    c.put({"type": "boxes", "boxes": [{"box_id": 5, "v": 3}]})
+    msgs = _drain(c)
+    assert [m["type"] for m in msgs] == ["boxes", "boxes", "incident", "boxes"]
+    first, second = msgs[0]["boxes"], msgs[1]["boxes"]
+    assert len(first) == live.BOXES_PER_MESSAGE  # a 1,000-box report goes out in short frames
+    # every box of the report arrives, and the last word on box 5 before the
+    # alarm is its latest state (a box is never repeated within one message)
+    assert sorted({b["box_id"] for b in first + second}) == list(range(300))
+    assert all(len({b["box_id"] for b in m["boxes"]}) == len(m["boxes"]) for m in msgs if m["type"] == "boxes")
+    assert [b["v"] for b in first + second if b["box_id"] == 5][-1] == 2
+    assert msgs[3]["boxes"] == [{"box_id": 5, "v": 3}]  # the update after the alarm stays after it
+
+
+def test_live_client_that_falls_behind_is_flagged_not_grown():
+    c = live.Client("asha")
+    for i in range(live.CLIENT_QUEUE_MAX + 5):
+        c.put({"type": "incident", "incident": {"id": i}})
+    assert c.overflowed.is_set() and len(c._queue) == live.CLIENT_QUEUE_MAX
 
 
 def test_every_string_has_english_and_hindi():
