@@ -135,9 +135,11 @@ class SerialRigController(_Base):
         self.command("RELEASE %d" % self._ch(box, button))
 
     def trace(self, box, button, steps):
+        """Returns the controller's microsecond clock when the trace began."""
         total_ms = sum(ms for _, ms in steps)
-        self.command("TRACE %d %s" % (self._ch(box, button), " ".join("%d,%d" % (l, ms) for l, ms in steps)),
-                     timeout_s=self.timeout_s + total_ms / 1000.0)
+        words = self.command("TRACE %d %s" % (self._ch(box, button), " ".join("%d,%d" % (l, ms) for l, ms in steps)),
+                             timeout_s=self.timeout_s + total_ms / 1000.0)
+        return int(words[0])
 
     def power(self, box, on):
         self.command("POWER %d %s" % (self._ch(box, "power"), "ON" if on else "OFF"))
