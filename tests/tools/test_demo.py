@@ -57,6 +57,15 @@ def _press(state, box, button, release=False):
     return out.stdout
 
 
+def _light(state, box):
+    """The box's light, asked on its control socket (as `callbox press` does)."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(state / "boxes" / ("box-%d.sock" % box)))
+        s.sendall(b'{"op": "light"}\n')
+        return json.loads(s.makefile().readline())["light"]
+
+
 def _console_events(state):
     db = state / "console" / "console.db"
     if not db.exists():
@@ -91,9 +100,11 @@ def test_demo_press_reaches_console_and_survives_restart(tmp_path):
         assert "callbox press 1 panic" in text
         health = json.loads(urllib.request.urlopen("http://127.0.0.1:%d/health" % ports[1], timeout=10).read())
         assert health["boxes"] == 2
-        assert "received" in _press(state, 1, "panic")  # the box's light: the gateway ACKed
+        assert "light" in _press(state, 1, "panic")
+        # The box's light turns to "received" once the gateway ACKed.
+        assert _wait(lambda: _light(state, 1) == "received", 60), _light(state, 1)
         _press(state, 1, "panic", release=True)
-        events = _wait(lambda: _console_events(state))
+        events = _wait(lambda: _console_events(state), 60)
         assert events == ["00000001-00000001"], events
     finally:
         _stop(proc)
@@ -103,9 +114,10 @@ def test_demo_press_reaches_console_and_survives_restart(tmp_path):
     proc, lines = _start(state, ports)
     try:
         assert "one-time password" not in "".join(lines)
-        assert "received" in _press(state, 2, "emergency")
+        _press(state, 2, "emergency")
+        assert _wait(lambda: _light(state, 2) == "received", 60), _light(state, 2)
         _press(state, 2, "emergency", release=True)
-        events = _wait(lambda: len(_console_events(state)) == 2 and _console_events(state))
+        events = _wait(lambda: len(_console_events(state)) == 2 and _console_events(state), 60)
         assert events == ["00000001-00000001", "00000002-00000001"], events
     finally:
         _stop(proc)
