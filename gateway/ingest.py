@@ -24,6 +24,7 @@ import logging
 
 from callbox_firmware import wire
 
+from . import codec
 from .observe import RateLimitedLog, kv
 from .store import TX_RESERVE_BLOCK
 from .supervision import merge_selftest
@@ -31,6 +32,11 @@ from .supervision import merge_selftest
 log = logging.getLogger(__name__)
 
 _ACKED_TYPES = (wire.MSG_ALARM, wire.MSG_HEARTBEAT, wire.MSG_RESULT)
+# A heartbeat that changes no state (only uptime, RSSI, battery mV within its
+# band) updates the box's stored health at most this often: otherwise every
+# heartbeat costs a JSON encode and a row write in the batch. After a crash
+# the health report shows a snapshot at most this old until the next one.
+HEALTH_PERSIST_S = 60.0
 # A box's own trouble kinds that also have a state in supervision.
 _BOX_KINDS = tuple(wire.ALARM_KINDS.values())
 
@@ -73,6 +79,8 @@ class Ingest:
         self._states = set()
         self._carry = []  # gateway events whose commit failed
         self._durable = False  # the batch holds something a power cut must not take
+        self._state_saved = {}  # box_id -> monotonic time its state was last written
+        self._now = 0.0  # monotonic time of the latest frame or tick
         self.batches = 0
 
     # ------------------------------------------------------------ keys, windows
@@ -81,6 +89,7 @@ class Ingest:
         """The box was revoked or re-keyed: drop cached windows and counters."""
         self._windows.pop(box_id, None)
         self._tx.pop(box_id, None)
+        self._state_saved.pop(box_id, None)
 
     def _window(self, box_id):
         w = self._windows.get(box_id)
@@ -104,8 +113,9 @@ class Ingest:
 
         bus_addr: the address just polled (RS-485); conn_box: the box this LTE
         connection belongs to, or None before its first good frame."""
+        self._now = now
         try:
-            frame = wire.decode_frame(piece, self.registry.key_for, expect_down=False)
+            frame = codec.decode_frame(piece, self.registry.key_for, expect_down=False)
             if conn_box is not None and frame.box_id != conn_box:
                 raise wire.WireError(wire.E_TYPE, "frame for box %d on box %d's connection" % (frame.box_id, conn_box), frame.box_id)
             if bus_addr is not None:
@@ -121,7 +131,6 @@ class Ingest:
             raise
         self.metrics.inc("frames_accepted", type=frame.type_name, link=link)
         box_id = frame.box_id
-        self._states.add(box_id)
         out = Outcome(frame)
         for ch in self.sup.seen(box_id, now):
             out.events.append(self._gateway_event(ch, wall, link))
@@ -158,11 +167,17 @@ class Ingest:
             out.ack = {"type": "ACK", "acked_type": "RESULT", "acked_counter": frame.counter, "event": m["request"], "status": "stored"}
         # IDLE: nothing to ACK; it only proves the box is alive.
         self._events.extend(e for e in out.events if e["_source"] == "gateway")
+        # The box's supervision state goes to disk when something a restart
+        # must know changed (online, troubles, a result); a heartbeat that
+        # only refreshes health (uptime, RSSI) at most every HEALTH_PERSIST_S.
+        if out.events or t == wire.MSG_ALARM or t == wire.MSG_RESULT or now - self._state_saved.get(box_id, -HEALTH_PERSIST_S) >= HEALTH_PERSIST_S:
+            self._states.add(box_id)
         return out
 
     def supervise(self, now, wall):
         """Periodic supervision tick: offline boxes become gateway events in
         the next batch."""
+        self._now = now
         evs = [self._gateway_event(ch, wall, "gateway") for ch in self.sup.tick(now)]
         self._events.extend(evs)
         for ev in evs:
@@ -229,7 +244,9 @@ class Ingest:
                 s = self.sup.boxes.get(box_id)
                 if s is not None:
                     self.store.save_state(box_id, s.persist())
+                    saved[box_id] = self._now
 
+        saved = {}
         durable = bool(events) or self._durable
         self._events, self._event_ids, self._touched, self._states, self._durable = [], set(), {}, set(), False
         try:
@@ -245,6 +262,7 @@ class Ingest:
             self.metrics.inc("commit_failures")
             raise
         self._carry = []
+        self._state_saved.update(saved)
         self.batches += 1
         self.metrics.inc("commits")
         for ev in events:

@@ -60,7 +60,8 @@ class Metrics:
         self._help[name] = text
 
     def inc(self, name, n=1, **labels):
-        k = (name, tuple(sorted(labels.items())))
+        # On the per-frame path: sort only when there is something to sort.
+        k = (name, tuple(sorted(labels.items())) if len(labels) > 1 else tuple(labels.items()))
         self._counters[k] = self._counters.get(k, 0) + n
 
     def set(self, name, value, **labels):

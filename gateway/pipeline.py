@@ -6,6 +6,12 @@ every piece read in the same iteration (hundreds under load) shares one SQLite
 commit, one fsync. After the commit each transport's `reply(outcome, ok)` is
 called: ok=True means the ACK may go out; ok=False means the batch was not
 stored (disk full): the transport sends nothing and the box retries.
+
+A batch is also committed as soon as it holds MAX_BATCH_FRAMES frames. After
+the gateway was kept off the CPU for a while, one loop pass reads a backlog of
+thousands of frames; without the cap the first frame's ACK waited for every
+later frame to be judged (measured: batches of 2,500 frames, 150+ ms). With
+it the ACKs leave in steps while the rest of the backlog is read.
 """
 
 import logging
@@ -14,6 +20,11 @@ from .errors import StorageError
 from .observe import kv
 
 log = logging.getLogger(__name__)
+
+# Frames per commit at most. Judging a frame costs about 50 us, a commit with
+# its fsync a few hundred: 64 frames keep the commit overhead under a tenth
+# while no ACK waits for more than ~3 ms of other frames' work.
+MAX_BATCH_FRAMES = 64
 
 
 class Pipeline:
@@ -32,7 +43,10 @@ class Pipeline:
         Raises wire.WireError for a rejected piece (counted, no reply)."""
         out = self.ingest.process(piece, link, self.clock.monotonic(), self.clock.wall(), bus_addr, conn_box)
         self._replies.append((reply, out))
-        self._schedule()
+        if len(self._replies) >= MAX_BATCH_FRAMES:
+            self.flush()
+        else:
+            self._schedule()
         return out
 
     def kick(self):

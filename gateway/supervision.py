@@ -26,8 +26,10 @@ def fault_names(faults):
     ("flash", "emergency_stuck") and passes unknown bits (newer firmware) as
     integers: those become "unknown_0x40", so sorting, joining and JSON on
     the way to the console never meet a mix of types."""
+    if not faults:
+        return []  # the usual case, on the per-heartbeat path
     out = []
-    for f in faults or ():
+    for f in faults:
         if isinstance(f, str):
             out.append(f)
         elif isinstance(f, int) and not isinstance(f, bool):
