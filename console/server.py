@@ -56,6 +56,14 @@ def _iso(t):
     return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def tz_label(offset_min):
+    """How times are labelled for operators: IST for India's +05:30."""
+    if offset_min == 330:
+        return "IST"
+    sign = "+" if offset_min >= 0 else "-"
+    return "UTC%s%02d:%02d" % (sign, abs(offset_min) // 60, abs(offset_min) % 60)
+
+
 class Console:
     def __init__(self, cfg, store=None, clock=time.time):
         self.cfg = cfg
@@ -269,7 +277,8 @@ class Console:
         t = i18n.table(lang)
         page = ("<!doctype html><html lang='%s'><head><meta charset='utf-8'><title>%s</title>"
                 "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-                "<link rel='stylesheet' href='/static/app.css'></head><body class='page-form'>"
+                "<link rel='stylesheet' href='/static/app.css'><link rel='icon' href='/static/favicon.svg' type='image/svg+xml'>"
+                "</head><body class='page-form'>"
                 "<header class='topbar'><h1>%s</h1><nav><a href='?lang=%s' id='lang-switch'>%s</a></nav></header>"
                 "<main class='form-card'>%s</main></body></html>") % (
             lang, html.escape(title), html.escape(t["app_title"]), "hi" if lang == "en" else "en",
@@ -418,7 +427,7 @@ class Console:
             "permissions": [p for p in auth.PERMISSIONS if auth.can(s["role"], p)],
             "escalation_s": self.cfg.escalation_s, "health_stale_s": self.cfg.health_stale_s,
             "outcomes": list(workflow.OUTCOMES), "kinds": list(workflow.ALARM_KINDS),
-            "tz_offset_min": self.cfg.tz_offset_min,
+            "tz_offset_min": self.cfg.tz_offset_min, "tz_label": tz_label(self.cfg.tz_offset_min),
         })
 
     async def state(self, request):

@@ -23,12 +23,19 @@ function el(tag, attrs, ...kids) {
   for (const k of kids) if (k !== null && k !== undefined) e.append(k);
   return e;
 }
+// Times are shown in the control room's zone (IST unless configured), and
+// say so: "2026-11-29 01:29:20 IST".
 function fmt(epoch) {
   if (!epoch) return "";
   const off = (S.me ? S.me.tz_offset_min : 330) * 60000;
-  return new Date(epoch * 1000 + off).toISOString().replace("T", " ").slice(0, 19);
+  return new Date(epoch * 1000 + off).toISOString().replace("T", " ").slice(0, 19) + " " + (S.me ? S.me.tz_label : "IST");
 }
 function fmtIso(iso) { const d = Date.parse(iso); return isNaN(d) ? (iso || "") : fmt(d / 1000); }
+// On a card: the time alone when it is today, the date too otherwise.
+function fmtShort(epoch) {
+  const full = fmt(epoch), today = fmt(Date.now() / 1000);
+  return full.slice(0, 10) === today.slice(0, 10) ? full.slice(11) : full;
+}
 function can(p) { return S.me && S.me.permissions.includes(p); }
 
 async function api(method, url, body) {
@@ -79,9 +86,13 @@ function fillSelect(id, values, label) {
 
 // ---- board ----
 function kindLabel(inc) { return t("kind_" + inc.kind) + (inc.restore ? " - " + t("outcome_restored") : ""); }
+// Waiting alarms first: Panic, then Emergency, then troubles; among those the
+// most escalated, then the one waiting longest. Then the ones being worked
+// on, newest first.
 function sortKey(inc) {
   const rank = {new: 0, acknowledged: 1, dispatched: 2}[inc.status] || 3;
-  return [rank, inc.kind === "panic" ? 0 : inc.kind === "emergency" ? 1 : 2, -inc.id];
+  const kind = inc.kind === "panic" ? 0 : inc.kind === "emergency" ? 1 : 2;
+  return inc.status === "new" ? [rank, kind, -(inc.escalations || 0), inc.id] : [rank, kind, 0, -inc.id];
 }
 function cmp(a, b) { const x = sortKey(a), y = sortKey(b); for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i]; return 0; }
 
@@ -95,22 +106,49 @@ function card(inc) {
     el("span", {class: "status", text: t("status_" + inc.status)}),
     inc.escalations ? el("span", {class: "badge esc", text: t("escalated") + " x" + inc.escalations}) : null,
     mine ? el("span", {class: "badge mine", text: t("assigned_to_you")}) : null));
+  const press = Date.parse(inc.press_time);
+  const place = el("dd", {class: "junction"}, el("span", {class: "junction-name", text: inc.junction || "?"}));
+  if (inc.lat !== null && inc.lat !== undefined && inc.lon !== null && inc.lon !== undefined)
+    place.append(el("span", {class: "coords", text: inc.lat.toFixed(4) + ", " + inc.lon.toFixed(4)}));
   const facts = el("dl", {},
-    el("dt", {text: t("junction")}), el("dd", {class: "junction", text: inc.junction || "?"}),
-    el("dt", {text: t("box")}), el("dd", {class: "box", text: String(inc.box_id)}),
-    el("dt", {text: t("press_time")}), el("dd", {text: fmtIso(inc.press_time) + (inc.press_time_synced ? "" : " (?)")}),
-    el("dt", {text: t("received")}), el("dd", {text: fmt(inc.console_time)}));
-  if (inc.assigned_to && inc.status === "new") facts.append(el("dt", {text: t("assigned_to")}), el("dd", {class: "assigned", text: inc.assigned_to}));
-  if (inc.ack_by) facts.append(el("dt", {text: t("status_acknowledged")}), el("dd", {text: inc.ack_by + " " + fmt(inc.ack_at)}));
+    el("dt", {text: t("junction")}), place,
+    el("dt", {text: t("box")}), el("dd", {class: "box", text: "#" + inc.box_id + (inc.link ? " - " + linkLabel(inc.link) : "")}),
+    el("dt", {text: t("press_time")}), el("dd", {class: "press-time"}, el("span", {text: isNaN(press) ? (inc.press_time || "") : fmtShort(press / 1000)}),
+      inc.press_time_synced ? null : el("span", {class: "unsynced", title: t("clock_unsynced_help"), text: t("clock_unsynced")})),
+    el("dt", {text: t("received")}), el("dd", {class: "received-time", text: fmtShort(inc.console_time)}));
+  if (inc.status === "new") facts.append(el("dt", {text: t("assigned_to")}), el("dd", {class: "assigned", text: inc.assigned_to || t("every_console")}));
+  if (inc.ack_by) facts.append(el("dt", {text: t("status_acknowledged")}), el("dd", {text: inc.ack_by + " " + fmtShort(inc.ack_at)}));
   if (inc.unit) facts.append(el("dt", {text: t("unit")}), el("dd", {text: inc.unit + (inc.dispatch_note ? " - " + inc.dispatch_note : "")}));
   if (inc.call_duration_s !== null && inc.call_duration_s !== undefined) facts.append(el("dt", {text: t("call_duration")}), el("dd", {class: "call-duration", text: inc.call_duration_s + " s"}));
-  if (inc.recording_url) facts.append(el("dt", {text: t("recording")}), el("dd", {}, el("a", {href: "/ui/media/" + inc.id + "/recording", target: "_blank", text: t("recording")})));
+  if (inc.recording_url) facts.append(el("dt", {text: t("recording")}), el("dd", {}, el("button", {class: "link recording-btn", text: t("play_recording"),
+    onclick: () => playMedia(inc, "recording")})));
   const media = el("div", {class: "media"});
-  if (inc.snapshot_url) media.append(el("img", {src: "/ui/media/" + inc.id + "/snapshot", alt: t("snapshot"), class: "snapshot"}));
+  if (inc.snapshot_url) media.append(el("a", {href: "/ui/media/" + inc.id + "/snapshot", target: "_blank", rel: "noopener", title: t("snapshot")},
+    el("img", {src: "/ui/media/" + inc.id + "/snapshot", alt: t("snapshot") + " " + (inc.junction || ""), class: "snapshot"})));
   else media.append(el("div", {class: "no-media", text: t("no_media")}));
-  if (inc.clip && inc.clip.url) media.append(el("a", {href: "/ui/media/" + inc.id + "/clip", target: "_blank", class: "clip", text: t("clip")}));
+  if (inc.clip && inc.clip.url) media.append(el("button", {class: "clip primary-outline", text: "\u25B6 " + t("play_clip") +
+    (inc.clip.duration_s ? " (" + Math.round(inc.clip.duration_s) + " s)" : ""), onclick: () => playMedia(inc, "clip")}));
+  else if (inc.snapshot_url) media.append(el("div", {class: "clip-pending", text: t("clip_pending")}));  // the clip follows the snapshot
   c.append(el("div", {class: "body"}, facts, media), actions(inc));
   return c;
+}
+function linkLabel(link) { return {rs485: "RS-485", lte: "LTE"}[link] || link; }
+
+// The clip (and a call's recording) plays in a panel outside the board, so a
+// card redrawn by a new alarm does not stop it.
+function playMedia(inc, what) {
+  const v = document.getElementById("player-video");
+  document.getElementById("player-title").textContent = (what === "clip" ? t("clip") : t("recording")) + ": " +
+    kindLabel(inc) + " - " + (inc.junction || "?") + " #" + inc.box_id + " - " + fmtShort(inc.console_time);
+  document.getElementById("player-open").href = "/ui/media/" + inc.id + "/" + what;
+  v.src = "/ui/media/" + inc.id + "/" + what;
+  document.getElementById("player").classList.remove("hidden");
+  v.play().catch(() => { /* the controls are there */ });
+}
+function closePlayer() {
+  const v = document.getElementById("player-video");
+  v.pause(); v.removeAttribute("src"); v.load();
+  document.getElementById("player").classList.add("hidden");
 }
 
 function actions(inc) {
@@ -134,14 +172,26 @@ function actions(inc) {
   return a;
 }
 
+// Cards are rebuilt only for incidents that changed (S.incidents holds a new
+// object per update), so an alarm costs one card, not the whole board.
+const cardCache = new Map();  // incident id -> {inc, el}
 function renderBoard() {
   const box = document.getElementById("alarms");
   const open = [...S.incidents.values()].filter(i => i.status !== "closed").sort(cmp);
   // keep what an operator is typing when a card is redrawn
   const typed = {};
   box.querySelectorAll("input, select").forEach(i => { const c = i.closest("article"); if (c) typed[c.id + "/" + i.name] = i.value; });
-  box.replaceChildren(...open.map(card));
-  box.querySelectorAll("input, select").forEach(i => { const k = i.closest("article").id + "/" + i.name; if (k in typed) i.value = typed[k]; });
+  const cards = open.map(inc => {
+    const hit = cardCache.get(inc.id);
+    if (hit && hit.inc === inc && hit.lang === S.lang) return hit.el;
+    const e = card(inc);
+    e.querySelectorAll("input, select").forEach(i => { const k = e.id + "/" + i.name; if (k in typed) i.value = typed[k]; });
+    cardCache.set(inc.id, {inc, el: e, lang: S.lang});
+    return e;
+  });
+  for (const id of [...cardCache.keys()]) if (!S.incidents.has(id)) cardCache.delete(id);
+  const same = cards.length === box.children.length && cards.every((c, k) => box.children[k] === c);
+  if (!same) box.replaceChildren(...cards);
   document.getElementById("no-alarms").classList.toggle("hidden", open.length > 0);
   renderAlerts();
   const rb = document.querySelector("#recent tbody");
@@ -174,14 +224,16 @@ function renderAlerts() {
   const first = waiting[0], now = Date.now() / 1000 - (S.clockSkew || 0);
   const line = (i) => kindLabel(i) + " - " + (i.junction || "?") + " - " + t("box") + " " + i.box_id + " - " +
     t("waiting_for") + " " + Math.max(0, Math.round(now - i.console_time)) + " s";
-  const kids = [el("strong", {class: "alert-count", text: waiting.length + " " + t(waiting.length === 1 ? "alarm_waiting" : "alarms_waiting")}),
-    el("span", {class: "alert-first", text: line(first)})];
+  const row = el("div", {class: "alert-row"},
+    el("strong", {class: "alert-count", text: waiting.length + " " + t(waiting.length === 1 ? "alarm_waiting" : "alarms_waiting")}),
+    el("span", {class: "alert-first", text: line(first)}),
+    S.tab !== "board" ? el("button", {class: "alert-go", text: t("go_to_board")}) : null);
+  const kids = [row];
   const escalated = waiting.filter(i => i.escalations > 0);
   if (escalated.length && can("escalations.view"))
-    kids.push(el("span", {class: "alert-supervisor", id: "alert-supervisor", text: t("supervisor_attention") + ": " +
+    kids.push(el("div", {class: "alert-supervisor", id: "alert-supervisor", text: t("supervisor_attention") + ": " +
       escalated.map(i => kindLabel(i) + " " + (i.junction || "?") + " (" + t("escalated") + " x" + i.escalations + ", " +
         (i.assigned_to ? t("assigned_to") + " " + i.assigned_to : t("ringing_everyone")) + ")").join("; ")}));
-  if (S.tab !== "board") kids.push(el("button", {class: "alert-go", text: t("go_to_board")}));
   bar.replaceChildren(...kids);
   bar.className = "alert-bar kind-" + first.kind + (escalated.length ? " escalated" : "");
   bar.dataset.first = first.event_id;
@@ -189,6 +241,7 @@ function renderAlerts() {
 
 function upsert(inc, alertKind) {
   const had = S.incidents.get(inc.id);
+  if (S.live) S.live.set(inc.id, inc);  // the board's state is being (re)loaded
   S.incidents.set(inc.id, inc);
   S.recent = [inc].concat(S.recent.filter(r => r.id !== inc.id)).sort((a, b) => b.id - a.id).slice(0, 20);
   if (inc.status === "closed") S.incidents.delete(inc.id);
@@ -261,6 +314,11 @@ function renderHealthWindow(force) {
     if (h > 0 && Math.abs(h - px) > 0.5) { S.healthRowPx = h; renderHealthWindow(true); }
   }
 }
+// -128 dBm is the box's "unknown" (AT+CSQ 99, or no radio: RS-485)
+function rssiText(b) {
+  if (b.rssi_dbm === undefined || b.rssi_dbm === null || b.rssi_dbm <= -128) return b.link === "rs485" ? t("wired") : "-";
+  return b.rssi_dbm + " dBm";
+}
 function healthRow(b) {
   {
     const f = boxFlags(b), st = b.selftest;
@@ -271,8 +329,8 @@ function healthRow(b) {
       el("td", {text: b.power === "mains" ? t("mains") : (b.power || "")}),
       el("td", {text: b.battery_mv ? (b.battery_mv / 1000).toFixed(1) + " V" : ""}),
       el("td", {class: f.tamper ? "bad" : "", text: b.tamper ? t("yes") : t("no")}),
-      el("td", {text: b.link || ""}),
-      el("td", {text: (b.rssi_dbm !== undefined && b.rssi_dbm !== null) ? b.rssi_dbm + " dBm" : ""}),
+      el("td", {text: b.link ? linkLabel(b.link) : ""}),
+      el("td", {text: rssiText(b)}),
       el("td", {text: b.fw || ""}),
       el("td", {class: "selftest", text: st ? (st.passed ? t("passed") : t("failed")) + " " + fmtIso(st.time) +
         (st.passed ? "" : " " + Object.entries(st.items || {}).filter(([, v]) => v !== "pass").map(([k, v]) => k + ":" + v).join(" ")) : t("never")}),
@@ -299,6 +357,12 @@ function renderMap() {
     const boxes = byJunction[name] || [];
     const cls = boxes.length ? boxes.map(boxClass).sort((a, b) => ["alarm", "offline", "warn", "battery", "ok"].indexOf(a) - ["alarm", "offline", "warn", "battery", "ok"].indexOf(b))[0] : "none";
     const g = svg("g", {class: "junction state-" + cls, "data-junction": name});
+    if (cls === "alarm") g.addEventListener("click", () => {
+      const inc = [...S.incidents.values()].filter(i => i.junction === name && i.status !== "closed" && !i.restore).sort(cmp)[0];
+      showTab("board");
+      const c = inc && document.getElementById("incident-" + inc.id);
+      if (c) c.scrollIntoView({block: "center"});
+    });
     g.append(svg("title", {}, name + (boxes.length ? ": " + boxes.map(b => "#" + b.box_id + " " + (b.online ? t("online") : t("offline"))).join(", ") : "")));
     g.append(svg("circle", {cx: x, cy: y, r: cls === "alarm" ? 16 : 11}));
     g.append(svg("text", {x: x, y: y + 28, "text-anchor": "middle"}, name.length > 24 ? name.slice(0, 23) + "…" : name));
@@ -418,17 +482,42 @@ function showTab(name) {
 }
 function renderAll() { renderBoard(); renderHealth(); renderMap(); }
 
+// Updates that come over the WebSocket while the state is being fetched may
+// be newer than that state (an alarm stored just after it was read) or older:
+// keep, for each incident, the one further along (statuses only advance;
+// escalations, media and calls only add), and for each box the later report.
+const STATUS_RANK = {new: 0, acknowledged: 1, dispatched: 2, closed: 3};
+function progress(i) {
+  return [STATUS_RANK[i.status] || 0, i.escalations || 0, i.snapshot_url ? 1 : 0, i.clip ? 1 : 0,
+    {connecting: 1, ended: 2}[i.call_state] || 0];
+}
+function further(a, b) {
+  const x = progress(a), y = progress(b);
+  for (let k = 0; k < x.length; k++) if (x[k] !== y[k]) return x[k] > y[k];
+  return false;
+}
 async function loadState() {
-  const st = await api("GET", "/ui/api/state");
-  S.incidents = new Map(st.incidents.map(i => [i.id, i]));
+  const live = S.live = new Map(), liveBoxes = S.liveBoxes = new Map();
+  let st;
+  try { st = await api("GET", "/ui/api/state"); } finally { S.live = S.liveBoxes = null; }
+  const incidents = new Map(st.incidents.map(i => [i.id, i]));
+  for (const [id, w] of live) {
+    const old = incidents.get(id);
+    if (old && !further(w, old)) continue;
+    if (w.status === "closed") incidents.delete(id); else incidents.set(id, w);
+  }
+  S.incidents = incidents;
   S.recent = st.recent;
+  for (const w of live.values()) S.recent = [w].concat(S.recent.filter(r => r.id !== w.id));
+  S.recent.sort((a, b) => b.id - a.id); S.recent = S.recent.slice(0, 20);
   S.boxes = new Map(st.boxes.map(b => [b.box_id, b]));
+  for (const [id, b] of liveBoxes) if (!S.boxes.has(id) || (b.report_time || 0) >= (S.boxes.get(id).report_time || 0)) S.boxes.set(id, b);
   S.map = st.map;
   S.clockSkew = Date.now() / 1000 - st.now;
-  for (const i of st.incidents) if (!(i.event_id in CB.seen)) CB.seen[i.event_id] = Date.now();
+  for (const i of S.incidents.values()) if (!(i.event_id in CB.seen)) CB.seen[i.event_id] = Date.now();
   renderAll();
   // a console opened (or reconnected) while alarms wait rings once for them
-  const waiting = st.incidents.filter(i => i.status === "new" && !i.restore);
+  const waiting = [...S.incidents.values()].filter(i => i.status === "new" && !i.restore);
   const mine = waiting.filter(ringsForMe);
   if (mine.length) beep(mine.some(i => i.kind === "panic") ? "panic" : mine[0].kind);
 }
@@ -441,7 +530,7 @@ function connect() {
     const m = JSON.parse(ev.data);
     if (m.type === "incident" && !(m.incident.event_id in CB.arrived)) CB.arrived[m.incident.event_id] = at;
     if (m.type === "incident") upsert(m.incident, m.alert);
-    else if (m.type === "boxes") { for (const b of m.boxes) S.boxes.set(b.box_id, b); S.healthDirty = true; S.mapDirty = true; scheduleRender(); }
+    else if (m.type === "boxes") { for (const b of m.boxes) { S.boxes.set(b.box_id, b); if (S.liveBoxes) S.liveBoxes.set(b.box_id, b); } S.healthDirty = true; S.mapDirty = true; scheduleRender(); }
   };
   ws.onclose = () => { CB.ready = false; document.getElementById("banner").classList.remove("hidden"); setTimeout(connect, 1000); };
 }
@@ -460,6 +549,7 @@ async function init() {
   document.getElementById("sound").addEventListener("click", ensureAudio);
   document.addEventListener("click", () => { if (S.audio && S.audio.state === "suspended") S.audio.resume(); }, {capture: true});
   document.getElementById("hangup").addEventListener("click", hangUp);
+  document.getElementById("player-close").addEventListener("click", closePlayer);
   document.getElementById("alert-bar").addEventListener("click", () => {
     const id = document.getElementById("alert-bar").dataset.first;
     showTab("board");

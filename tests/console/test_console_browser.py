@@ -302,3 +302,36 @@ def test_escalation_alone_on_shift_rerings_and_shows_supervisors(browser, start_
         for x in (ctx_a, ctx_b, ctx_r):
             if x is not None:
                 x.close()
+
+
+def test_alarm_stored_while_the_board_loads_is_not_lost(browser, start_console):
+    """The board subscribes to live updates, then reads the state. An alarm
+    stored between the two comes over the WebSocket before the (older) state
+    arrives; the state must not wipe it off the board."""
+    c = start_console()
+    c.add_operator("asha", PW)
+    e = event(box_id=9, kind="panic", junction="Gopal Tiraha")
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+    page = ctx.new_page()
+    held = {}
+
+    def hold_state(route):
+        resp = route.fetch()  # the state as read now, before the alarm exists
+        post_sync(c, "/api/v1/events", {"events": [e]})
+        time.sleep(1.0)  # the alarm's WebSocket message reaches the page meanwhile
+        held["released_ms"] = time.time() * 1000
+        route.fulfill(response=resp)
+
+    page.route("**/ui/api/state", hold_state)
+    try:
+        page.goto(c.url + "/login")
+        page.fill("#username", "asha")
+        page.fill("#password", PW)
+        page.click("#login-button")
+        page.wait_for_function("window.__callbox && window.__callbox.ready === true", timeout=15000)
+        arrived = page.evaluate("ev => window.__callbox.arrived[ev]", e["event_id"])
+        assert arrived is not None and arrived < held["released_ms"], "the race was not exercised"
+        page.wait_for_selector('article[data-event="%s"]' % e["event_id"], timeout=5000)
+        assert page.is_visible("#alert-bar")
+    finally:
+        ctx.close()
