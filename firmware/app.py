@@ -13,8 +13,9 @@ entry marked done -> beacon "received". An alarm still unacknowledged after
 cfg["sms_after_s"] also goes out once as an SMS when the box has a modem.
 
 Memory (docs/firmware.md): rarely used code is imported when needed and
-dropped again: config.py at boot, commands.py per COMMAND, selftest.py per
-self-test, the LTE modules only on a box configured for LTE.
+dropped again: config.py at boot (main.py, before this module), commands.py
+per COMMAND, selftest.py per self-test, the LTE modules and sms.py only on a
+box configured for LTE.
 """
 
 import gc
@@ -47,18 +48,16 @@ _FEED_MS = const(1000)  # the main loop's period
 _STALL_MS = const(3000)  # a task silent this long = unhealthy: stop feeding
 _MAX_RESULTS = const(4)  # queued command results
 _HEAP_LOG_MS = const(10000)  # heap figures in the log this often
-_SMS_CHECK_MS = const(1000)  # how often unacknowledged alarms are checked for the SMS fallback
-_SMS_RETRY_MS = const(30000)  # a failed SMS is tried again this much later
 _KIND_EMERGENCY = const(1)
 _KIND_PANIC = const(2)
 _KIND_TAMPER = const(3)
 _KIND_FAULT = const(6)
 BUTTONS = ("emergency", "panic", "tamper")
 # The gateway's replay window and the last request executed, persisted when
-# a COMMAND is accepted (protocol.md 3.3, 5.5): top u32, seen bitmap u32,
+# a COMMAND is accepted (commands.save_replay; protocol.md 3.3, 5.5): top u32, seen bitmap u32,
 # last request i32 (-1: none).
 REPLAY_PATH = "replay.dat"
-_REPLAY_FMT = ">IIi"
+REPLAY_FMT = ">IIi"
 
 
 def _kind(name):
@@ -110,8 +109,8 @@ class App:
         self._alive = {"inputs": now, "beacon": now}
         self.reset_at = None
         self._rand = 0
-        self._born = {}  # event -> ticks when the box first had it (SMS fallback)
-        self._sms_sent = []  # events already sent by SMS
+        self.born = {}  # event -> ticks when the box first had it (SMS fallback)
+        self.sms_sent = []  # events already sent by SMS
         self.heap_peak = 0
         self._heap_logged = now
 
@@ -195,9 +194,9 @@ class App:
                     log.info("alarm %d acknowledged by the gateway (%s) via %s" % (ev, m["status"], link.name))
                     if m["status"] == "refused":
                         log.error("the gateway refused alarm %d: check the box's provisioning" % ev)
-                self._born.pop(ev, None)
-                if ev in self._sms_sent:
-                    self._sms_sent.remove(ev)
+                self.born.pop(ev, None)
+                if ev in self.sms_sent:
+                    self.sms_sent.remove(ev)
                 self.beacon.ack(ev, now)
                 self._show(now)
             elif m["acked_type"] == "HEARTBEAT":
@@ -284,8 +283,8 @@ class App:
         except OSError as e:
             self._flash_fault(e)
             ev = self.outbox.add_ram(kind, flags, secs, ms)
-        if ev not in self._born:
-            self._born[ev] = time.ticks_ms()
+        if ev not in self.born:
+            self.born[ev] = time.ticks_ms()
         log.info("alarm %d stored: %s%s" % (ev, wire.ALARM_KINDS.get(kind, kind), " restore" if restore else ""))
         self.pending.set()
         return ev
@@ -366,42 +365,6 @@ class App:
                 hw.reset()
             await asyncio.sleep_ms(max(20, self.sender.wake_in_ms(self.outbox.pending, now, 500)))
 
-    async def _sms_fallback(self):
-        """An alarm the gateway has not acknowledged within sms_after_s goes
-        out once (per boot) as an SMS to cfg["sms_number"]; a failed SMS is
-        tried again after _SMS_RETRY_MS. Restores are not sent."""
-        from link_lte import format_alarm_sms
-
-        retry_at = None
-        while True:
-            await asyncio.sleep_ms(_SMS_CHECK_MS)
-            now = time.ticks_ms()
-            if retry_at is not None and time.ticks_diff(now, retry_at) < 0:
-                continue
-            retry_at = None
-            after_ms = self.cfg["sms_after_s"] * 1000
-            for a in list(self.outbox.pending):
-                ev = a[0]
-                if a[2] & wire.ALARM_FLAG_RESTORE or ev in self._sms_sent:
-                    continue
-                born = self._born.get(ev)
-                if born is None:
-                    self._born[ev] = now
-                    continue
-                if time.ticks_diff(now, born) < after_ms:
-                    continue
-                kind = wire.ALARM_KINDS.get(a[1], a[1])
-                text = format_alarm_sms(self.box_id, self.cfg["junction"], kind, ev, a[3], bool(a[2] & wire.ALARM_FLAG_TIME_SYNCED))
-                try:
-                    mr = await self.lte.send_sms(text)
-                except Exception as e:  # ModemError, or the modem gone mid-command
-                    log.warning("SMS for alarm %d failed: %s; trying again in %d s" % (ev, e, _SMS_RETRY_MS // 1000))
-                    retry_at = time.ticks_add(now, _SMS_RETRY_MS)
-                    break
-                if [p for p in self.outbox.pending if p[0] == ev]:  # not ACKed meanwhile
-                    self._sms_sent.append(ev)
-                log.warning("alarm %d not acknowledged after %d s: sent by SMS (ref %d)" % (ev, after_ms // 1000, mr))
-
     async def _run_link(self, link):
         failures = 0
         while True:
@@ -462,23 +425,12 @@ class App:
                 data = f.read()
         except OSError:
             return
-        if len(data) != struct.calcsize(_REPLAY_FMT):
-            log.warning("%s has %d bytes, not %d: ignored" % (REPLAY_PATH, len(data), struct.calcsize(_REPLAY_FMT)))
+        if len(data) != struct.calcsize(REPLAY_FMT):
+            log.warning("%s has %d bytes, not %d: ignored" % (REPLAY_PATH, len(data), struct.calcsize(REPLAY_FMT)))
             return
-        top, seen, req = struct.unpack(_REPLAY_FMT, data)
+        top, seen, req = struct.unpack(REPLAY_FMT, data)
         self.replay = wire.ReplayWindow(top, seen)
         self.last_request = req
-
-    def save_replay(self):
-        """Persist the gateway's replay window and the last request (atomic:
-        temporary file, then rename), before the COMMAND is acted on."""
-        import os
-
-        top, seen = self.replay.state()
-        tmp = REPLAY_PATH + ".tmp"
-        with open(tmp, "wb") as f:
-            hw.flash_write(f, struct.pack(_REPLAY_FMT, top, seen, self.last_request))
-        os.rename(tmp, REPLAY_PATH)
 
     def boot(self):
         """Everything before the tasks start: outbox, counters, replay window,
@@ -497,7 +449,7 @@ class App:
             self.pending.set()
         now = time.ticks_ms()
         for a in self.outbox.pending:
-            self._born[a[0]] = now
+            self.born[a[0]] = now
         self.set_fault("clock_unsynced", True)
         self._make_links()
 
@@ -514,36 +466,15 @@ class App:
         tasks = [asyncio.create_task(self._inputs()), asyncio.create_task(self._beacon()), asyncio.create_task(self._schedule())]
         tasks += self.start_links()
         if self.lte is not None:
-            tasks.append(asyncio.create_task(self._sms_fallback()))
+            import sms
+
+            tasks.append(asyncio.create_task(sms.fallback(self)))
         self._show(now)
         await self._watchdog()
 
 
-def main(board_default="devkit_rs485"):
-    # config.py validates and is needed only here: dropped after boot.
-    import config
-
-    board = None
-    try:
-        cfg = config.load()
-        log.set_box(cfg["box_id"])
-        log.set_level(cfg["log_level"])
-        board = config.load_board(cfg["board"], cfg["box_id"])
-    except config.ConfigError as e:
-        if board is None:
-            try:
-                board = config.load_board(board_default)
-            except config.ConfigError:
-                board = None
-        drop_module("config")
-        import unprovisioned
-
-        asyncio.run(unprovisioned.run(str(e), board))
-        return
-    del config
-    drop_module("config")
-    drop_module("errors")
-    gc.collect()
+def main(cfg, board):
+    """Run the box (main.py loaded cfg and board with config.py first)."""
     hw.init(board)
     app = App(cfg, board)
     asyncio.run(app.run())

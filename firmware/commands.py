@@ -4,7 +4,7 @@ Loaded by app.App.on_frame for one COMMAND and dropped after it: commands
 are rare, and a 64 KiB heap cannot keep their code resident.
 
 Before acting on a COMMAND the box persists the gateway's replay window and
-the request number (app.save_replay), so after a reboot no old COMMAND is
+the request number (save_replay), so after a reboot no old COMMAND is
 accepted again (protocol.md 3.3) and a retransmitted request (same number,
 new counter) is answered with the same RESULT without running it twice (a
 second reboot, a second config write).
@@ -41,7 +41,7 @@ def handle(app, frame, m):
     fresh = req != app.last_request
     app.last_request = req
     try:
-        app.save_replay()
+        save_replay(app)
     except OSError as e:
         log.error("could not persist the replay window: %r (an old COMMAND could be replayed after a reboot)" % (e,))
     if not fresh:
@@ -69,6 +69,21 @@ def handle(app, frame, m):
     if op == "config_set":
         return _config_set(app, m, bytes(m["args"]))
     return app.result(m, "unsupported")
+
+
+def save_replay(app):
+    """Persist the gateway's replay window and the last request (atomic:
+    temporary file, then rename), before the COMMAND is acted on. app.py
+    reads it back at boot."""
+    import os
+    import hw
+    from app import REPLAY_PATH, REPLAY_FMT
+
+    top, seen = app.replay.state()
+    tmp = REPLAY_PATH + ".tmp"
+    with open(tmp, "wb") as f:
+        hw.flash_write(f, struct.pack(REPLAY_FMT, top, seen, app.last_request))
+    os.rename(tmp, REPLAY_PATH)
 
 
 def _time_sync(app, m, args):

@@ -42,9 +42,38 @@ import time
 REPL_WDT_HOLD_MS = 10 * 60 * 1000
 
 try:
+    # Configuration first, then the firmware: config.py (validation) is
+    # dropped before app.py and the codec load, so boot never holds both.
+    import config
+
+    try:
+        cfg = config.load()
+        board = config.load_board(cfg["board"], cfg["box_id"])
+        why = None
+    except config.ConfigError as e:
+        why = str(e)
+        try:
+            board = config.load_board("devkit_rs485")
+        except config.ConfigError:
+            board = None
+    del config
+    del sys.modules["config"]
+    del sys.modules["errors"]
+    import gc
+
+    gc.collect()
+    if why is not None:
+        import asyncio
+        import unprovisioned
+
+        asyncio.run(unprovisioned.run(why, board))
+    import log
+
+    log.set_box(cfg["box_id"])
+    log.set_level(cfg["log_level"])
     import app
 
-    app.main()
+    app.main(cfg, board)
 except KeyboardInterrupt:
     import hw
 

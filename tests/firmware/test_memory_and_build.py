@@ -13,7 +13,11 @@ from callbox_rig.virtual_box import VirtualBox
 from receiver import Receiver
 
 KEY = bytes(range(32))
-HEAP = "128k"  # see docs/firmware.md: 64k does not hold the bytecode of a non-frozen build on 64-bit unix
+# The smallest heap the compiled RS-485 firmware runs in on this 64-bit unix
+# port (96k runs the steady state but fails once a self-test COMMAND loads commands.py and selftest.py). 64k is the ESP32 target:
+# docs/firmware.md has the figures and why frozen modules reach it there.
+HEAP = "112k"
+HEAP_BYTES = 112 * 1024
 
 
 @pytest.mark.timeout(120)
@@ -26,16 +30,21 @@ def test_steady_state_heap_use_of_the_compiled_firmware(tmp_path):
         try:
             box.wait_light("idle", timeout=20)
             for button in ("emergency", "panic", "emergency"):
+                n = len(box.light_history)
                 box.press(button)
-                box.wait_light("sending")
+                box.wait_light("sending", since=n)
                 box.release(button)
                 box.wait_light("received", timeout=15)
+            # Lazily loaded code (commands.py, selftest.py) fits too.
+            rx.send(7, {"type": "COMMAND", "request": 1, "op": "selftest", "args": b""})
+            rx.wait(lambda: rx.msgs("RESULT"), timeout=30, what="selftest result")
+            assert rx.msgs("RESULT")[0]["status"] == "ok", rx.msgs("RESULT")[0]
             first = box.wait_log(r"heap: live (\d+) B, peak (\d+) B, free (\d+) B", timeout=30)
             second = box.wait_log(r"heap: live (\d+) B, peak (\d+) B, free (\d+) B", timeout=30, start=box.log.index(first.string) + 1)
             live, peak, free = (int(x) for x in second.groups())
             print("\nheap under -X heapsize=%s: live %d B after gc, peak %d B sampled, free %d B" % (HEAP, live, peak, free))
-            assert live + free <= 128 * 1024
-            assert live < 100 * 1024, "steady-state live heap grew: look for a leak"
+            assert live + free <= HEAP_BYTES
+            assert live < 88 * 1024, "steady-state live heap grew: look for a leak"
             assert len(rx.msgs("HEARTBEAT")) >= 2
             assert sorted(e for _, e in rx.stored) == [1, 2, 3]
             assert not [l for l in box.log if "MemoryError" in l or "Traceback" in l]

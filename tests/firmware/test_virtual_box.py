@@ -69,8 +69,9 @@ def test_press_reaches_the_receiver_and_the_light_follows(rig):
     assert rx.msgs("RESULT")[0]["status"] == "ok"
 
     start = len(box.log)
+    n = len(box.light_history)
     box.press("emergency")
-    box.wait_light("sending", timeout=5)
+    box.wait_light("sending", timeout=5, since=n)
     box.release("emergency")
     m = box.wait_log(r"emergency pressed: light sending (\d+) ms after the debounced press", start=start)
     assert int(m.group(1)) <= 10
@@ -102,8 +103,9 @@ def test_unacknowledged_alarm_survives_a_power_cut_and_arrives_once(rig):
     rx.ack_alarms = False
     box = make()
     box.wait_light("idle")
+    n = len(box.light_history)
     box.press("panic")
-    box.wait_light("sending")
+    box.wait_light("sending", since=n)
     box.release("panic")
     rx.wait(lambda: (BOX, 1) in rx.transmissions, what="first transmission")
     box.kill()
