@@ -1,7 +1,7 @@
 """`callbox selftest`: run the box's self-test, pass or fail per item."""
 
 NAME = "selftest"
-HELP = "run the box's self-test (inputs, light, link round trip) and print pass/fail per item; exit 1 on any fail"
+HELP = "run the box's self-test (inputs, light, flash, link round trip) and print pass/fail per item; exit 1 on any fail"
 DESCRIPTION = (
     "Stops the box's firmware (Ctrl-C), runs its self-test from the REPL: each input read, the "
     "light switched, a round trip over its link to the gateway; prints PASS or FAIL per item and "
