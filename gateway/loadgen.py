@@ -11,6 +11,9 @@ Two phases, printed as one JSON object:
 2. latency (open loop): all boxes together send `rate` frames/s, each box at
    its own random phase; ack_p50_ms / ack_p99_ms from write to ACK.
 
+With --phase-sync it prints {"phase": "latency"} between the phases and waits
+for a line on stdin (the bench reads the gateway's /metrics there).
+
 Frames are HEARTBEATs with one ALARM in ten (each alarm a new event, so each
 is committed). Frames are encoded before a phase starts so the generator's
 own HMAC work does not slow the load; ACKs are matched by their acked counter
@@ -22,6 +25,7 @@ import asyncio
 import json
 import random
 import struct
+import sys
 import time
 
 from callbox_firmware import wire
@@ -178,6 +182,10 @@ async def main_async(args):
     await g.connect()
     connect_s = time.perf_counter() - t0
     fps, dt = await g.throughput()
+    if args.phase_sync:
+        # Let the caller snapshot the gateway's own counters between phases.
+        print(json.dumps({"phase": "latency"}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     lat = await g.latency()
     for c in g.conns:
         c.transport.close()
@@ -196,6 +204,8 @@ def main(argv=None):
     p.add_argument("--rate", type=float, default=5000.0, help="frames/s offered in the latency phase")
     p.add_argument("--seconds", type=float, default=4.0, help="length of the latency phase")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--phase-sync", action="store_true",
+                   help='print {"phase": "latency"} after the throughput phase and wait for a line on stdin')
     args = p.parse_args(argv)
     print(json.dumps(asyncio.run(main_async(args))), flush=True)
 

@@ -5,8 +5,13 @@ Log lines are `event=name key=value ...` so they grep and parse; values with
 spaces are quoted. Secrets never reach this module: boxes and configs have
 reprs that hide their keys and tokens."""
 
+import bisect
 import logging
 import time
+
+# Buckets (seconds) for the gateway's own ACK delay: the 50 ms target sits on
+# a bucket edge, and the tail up to seconds (a starved process) is still seen.
+ACK_DELAY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def kv(event, **fields):
@@ -55,6 +60,31 @@ class Metrics:
         self._counters = {}  # (name, labels tuple) -> value
         self._gauges = {}
         self._help = {}
+        self._histograms = {}  # (name, labels tuple) -> [bucket counts..., +Inf count, sum]
+        self._bounds = {}  # name -> bucket upper bounds
+
+    def observe(self, name, value, buckets=ACK_DELAY_BUCKETS_S, **labels):
+        """A histogram sample (cumulative buckets rendered, as Prometheus wants)."""
+        bounds = self._bounds.setdefault(name, buckets)
+        k = (name, tuple(sorted(labels.items())) if len(labels) > 1 else tuple(labels.items()))
+        h = self._histograms.get(k)
+        if h is None:
+            h = self._histograms[k] = [0] * (len(bounds) + 1) + [0.0]
+        h[bisect.bisect_left(bounds, value)] += 1
+        h[-1] += value
+
+    def histogram(self, name, **labels):
+        """{"buckets": [(le, cumulative count)...], "count", "sum"} or None."""
+        k = (name, tuple(sorted(labels.items())))
+        h = self._histograms.get(k)
+        if h is None:
+            return None
+        bounds = self._bounds[name]
+        cum, out = 0, []
+        for le, n in zip(list(bounds) + [float("inf")], h[:-1]):
+            cum += n
+            out.append((le, cum))
+        return {"buckets": out, "count": cum, "sum": h[-1]}
 
     def describe(self, name, text):
         self._help[name] = text
@@ -97,6 +127,22 @@ class Metrics:
                     if labels:
                         lab = "{%s}" % ",".join('%s="%s"' % (k, str(val).replace("\\", "\\\\").replace('"', '\\"')) for k, val in labels)
                     lines.append("%s%s %s" % (full, lab, _num(v)))
+        for name in sorted({n for n, _ in self._histograms}):
+            full = self.prefix + name
+            if name in self._help:
+                lines.append("# HELP %s %s" % (full, self._help[name]))
+            lines.append("# TYPE %s histogram" % full)
+            for (n, labels), _h in sorted(self._histograms.items(), key=lambda kv_: str(kv_[0])):
+                if n != name:
+                    continue
+                h = self.histogram(name, **dict(labels))
+                lab = ",".join('%s="%s"' % (k, str(val).replace("\\", "\\\\").replace('"', '\\"')) for k, val in labels)
+                for le, cum in h["buckets"]:
+                    le_text = "+Inf" if le == float("inf") else repr(float(le))
+                    lines.append('%s_bucket{%sle="%s"} %d' % (full, lab + "," if lab else "", le_text, cum))
+                suffix = "{%s}" % lab if lab else ""
+                lines.append("%s_sum%s %s" % (full, suffix, repr(h["sum"])))
+                lines.append("%s_count%s %d" % (full, suffix, h["count"]))
         return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ it the ACKs leave in steps while the rest of the backlog is read.
 """
 
 import logging
+import time
 
 from .errors import StorageError
 from .observe import kv
@@ -41,8 +42,9 @@ class Pipeline:
     def submit(self, piece, link, reply, bus_addr=None, conn_box=None):
         """Judge one piece now; reply(outcome, ok) after the commit.
         Raises wire.WireError for a rejected piece (counted, no reply)."""
+        judged = time.perf_counter()
         out = self.ingest.process(piece, link, self.clock.monotonic(), self.clock.wall(), bus_addr, conn_box)
-        self._replies.append((reply, out))
+        self._replies.append((reply, out, judged, link))
         if len(self._replies) >= MAX_BATCH_FRAMES:
             self.flush()
         else:
@@ -76,15 +78,19 @@ class Pipeline:
                 self._full_warned = True
             else:
                 log.debug(kv("commit_failed", frames=len(replies), error=str(e)))
-            for reply, out in replies:
+            for reply, out, _, _ in replies:
                 _safe(reply, out, False)
             return
         if self._full_warned:
             log.warning(kv("commit_recovered"))
             self._full_warned = False
         self.metrics.inc("frames_committed", len(replies))
-        for reply, out in replies:
+        for reply, out, judged, link in replies:
             _safe(reply, out, True)
+            if out.ack is not None:
+                # The gateway's own share of the ACK latency: from the frame
+                # being read and judged to its ACK handed to the transport.
+                self.metrics.observe("ack_delay_seconds", time.perf_counter() - judged, link=link)
         if events:
             for fn in self.on_commit:
                 try:

@@ -43,6 +43,32 @@ def _cpu_s(pid):
         return None
 
 
+def _ack_delay(http_port):
+    """The gateway's ack_delay_seconds{link="lte"} histogram from /metrics:
+    {le: cumulative count}."""
+    import urllib.request
+
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http_port, timeout=30) as r:
+        text = r.read().decode()
+    out = {}
+    for m in re.finditer(r'^callbox_gateway_ack_delay_seconds_bucket\{link="lte",le="([^"]+)"\} (\d+)$', text, re.M):
+        out[float(m.group(1))] = int(m.group(2))
+    return out
+
+
+def _bucket_pct(before, after, q):
+    """Upper bound (ms) of the bucket holding the q-quantile of after - before."""
+    les = sorted(after)
+    delta = [(le, after[le] - before.get(le, 0)) for le in les]
+    total = delta[-1][1] if delta else 0
+    if not total:
+        return None, 0
+    for le, cum in delta:
+        if cum >= q * total:
+            return (None if le == float("inf") else round(le * 1000, 1)), total
+    return None, total
+
+
 def _lte(args, tmp):
     from callbox_gateway.sim import key_for_box
 
@@ -61,19 +87,33 @@ def _lte(args, tmp):
     try:
         line = gw.stdout.readline()
         m = re.search(r"lte 127\.0\.0\.1:(\d+)", line)
-        if not m:
+        h = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        if not m or not h:
             errlog.seek(0)
             raise CommandError("bench gateway did not start: %s %s" % (line, errlog.read()[-2000:]))
         cpu0 = _cpu_s(gw.pid)
         t0 = time.perf_counter()
-        load = subprocess.run([sys.executable, "-m", "callbox_gateway.loadgen", "--port", m.group(1), "--boxes", str(args.boxes),
-                               "--first-box", str(FIRST_BOX), "--frames", str(args.frames), "--rate", str(args.rate),
-                               "--seconds", str(args.seconds)], capture_output=True, text=True, timeout=300)
+        load = subprocess.Popen([sys.executable, "-m", "callbox_gateway.loadgen", "--port", m.group(1), "--boxes", str(args.boxes),
+                                 "--first-box", str(FIRST_BOX), "--frames", str(args.frames), "--rate", str(args.rate),
+                                 "--seconds", str(args.seconds), "--phase-sync"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            phase = load.stdout.readline()
+            before = _ack_delay(int(h.group(1))) if '"latency"' in phase else {}
+            load.stdin.write("go\n")
+            load.stdin.flush()
+            out, err = load.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            raise CommandError("load generator did not finish within 300 s") from None
         wall = time.perf_counter() - t0
         cpu1 = _cpu_s(gw.pid)
         if load.returncode != 0:
-            raise CommandError("load generator failed: %s" % load.stderr[-2000:])
-        res = json.loads(load.stdout)
+            raise CommandError("load generator failed: %s" % err[-2000:])
+        res = json.loads(out.strip().splitlines()[-1])
+        after = _ack_delay(int(h.group(1)))
+        res["gw_ack_p50_ms_le"], _ = _bucket_pct(before, after, 0.50)
+        res["gw_ack_p99_ms_le"], res["gw_ack_count"] = _bucket_pct(before, after, 0.99)
         res["gateway_cpu_s"] = round(cpu1 - cpu0, 2) if cpu0 is not None and cpu1 is not None else None
         res["gateway_cpu_share"] = round(res["gateway_cpu_s"] / wall, 2) if res["gateway_cpu_s"] is not None else None
         return res
@@ -117,6 +157,8 @@ def _bus(n, tmp):
 
 
 def run(args):
+    # The machine's load when the run started: the figures depend on it.
+    load1 = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="callbox-bench-gw-") as tmp:
         lte = _lte(args, tmp)
         bus = _bus(args.bus_boxes, tmp)
@@ -142,4 +184,12 @@ def run(args):
         "rs485_cycle_max_ms": bus["max_ms"],
         "rs485_wire_minimum_ms": bus["wire_minimum_ms"],
         "synchronous": args.synchronous,
+        # The gateway's own share of the latency phase's ACK delay (from the
+        # frame being read to its ACK written), as the upper edge of its
+        # /metrics histogram bucket: the rest of ack_p99_ms is the frame
+        # waiting in the socket to be read (the process not on a CPU) and the
+        # load generator's own scheduling.
+        "gateway_ack_p50_ms_at_most": lte.get("gw_ack_p50_ms_le"),
+        "gateway_ack_p99_ms_at_most": lte.get("gw_ack_p99_ms_le"),
+        "load_avg_1m": load1,
     }
