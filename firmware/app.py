@@ -103,6 +103,7 @@ class App:
         self.results = []
         self.links = []
         self.rs485 = None
+        self._slot_alarm = None  # event sent in the last RS-485 slot, until the next POLL
         self.lte = None
         self.hb_acks = 0  # heartbeats acknowledged since boot (self-test link round trip)
         self._hb_sent = (None, now)  # (counter, ticks) of the last heartbeat
@@ -147,6 +148,10 @@ class App:
         if link is not self._active_link() and link is not self.rs485:
             return None
         now = time.ticks_ms()
+        if link is self.rs485:
+            if self._slot_alarm is not None:
+                self.sender.slot_missed(self._slot_alarm, now)
+                self._slot_alarm = None
         item = self.sender.next(self.outbox.pending, now)
         frame = None
         if item is not None and item[0] == "alarm":
@@ -155,6 +160,8 @@ class App:
             tries = self.sender.sent_alarm(a[0], now, self._rand >> 8)
             log.info("sending alarm %d (%s) on %s, try %d" % (a[0], wire.ALARM_KINDS.get(a[1], a[1]), link.name, tries))
             frame = self._frame(wire.MSG_ALARM, struct.pack(">IBBIH", a[0], a[1], a[2], a[3], a[4]), link)
+            if link is self.rs485:
+                self._slot_alarm = a[0]
         elif self.results:
             frame = self._frame(wire.MSG_RESULT, self.results.pop(0), link)
         elif item is not None:

@@ -29,6 +29,10 @@ except ImportError:
 RETRY_FIRST_MS = const(1000)  # an ACK over RS-485 or LTE takes well under this
 RETRY_MAX_MS = const(30000)  # keep trying at least twice a minute, forever
 HB_RETRY_MS = const(10000)  # an unacknowledged heartbeat is resent this soon
+# On RS-485 the gateway ACKs in the same slot, so the next POLL proves the
+# alarm (or its ACK) was lost: resend at once, up to this many times in a
+# row, then fall back to the backoff (a gateway that refuses the frame).
+SLOT_RETRIES = const(3)
 
 
 def backoff_ms(tries, rand=0, first=RETRY_FIRST_MS, cap=RETRY_MAX_MS):
@@ -66,6 +70,13 @@ class Sender:
         tries = self._alarms.get(event, (0, 0))[0] + 1
         self._alarms[event] = (tries, _add(now_ms, backoff_ms(tries, rand)))
         return tries
+
+    def slot_missed(self, event, now_ms):
+        """RS-485: polled again and the alarm sent in the last slot got no
+        ACK. Make it due now, unless it already failed SLOT_RETRIES times."""
+        st = self._alarms.get(event)
+        if st is not None and st[0] < SLOT_RETRIES:
+            self._alarms[event] = (st[0], now_ms)
 
     def acked_alarm(self, event):
         return self._alarms.pop(event, None) is not None

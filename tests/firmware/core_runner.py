@@ -103,6 +103,9 @@ def run_sender(vec):
         elif op == "hback":
             s.got_hb_ack(now, step[2])
             out.append(["hback"])
+        elif op == "slot":  # RS-485: polled again with no ACK for step[2]
+            s.slot_missed(step[2], now)
+            out.append(["slot", step[2]])
         elif op == "wake":
             out.append(["wake", s.wake_in_ms(pending, now, 100000)])
     return {"steps": out, "backoff": [sender.backoff_ms(i) for i in range(12)], "backoff_j": [sender.backoff_ms(i, 777) for i in range(12)]}

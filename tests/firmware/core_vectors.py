@@ -89,6 +89,10 @@ def make(seed=1234):
         {"hb_ms": 60000, "pending": [], "steps": [["next", 0], ["next", 1], ["hback", 50, 0], ["next", 59999], ["next", 60000], ["wake", 60001]]},
         {"hb_ms": 60000, "pending": [[1, 1, 1, 0, 0], [2, 2, 1, 0, 0]], "steps": [["next", 0], ["next", 0], ["next", 0], ["next", 999], ["next", 1000], ["wake", 1000], ["ack", 1001, 1], ["next", 1001], ["next", 3100], ["next", 6000], ["ack", 6001, 2], ["next", 6002]]},
         {"hb_ms": 5000, "pending": [[7, 1, 1, 0, 0]], "steps": [["next", 0]] + [["next", 1000 * 2 ** i] for i in range(8)] + [["wake", 300000]]},
+        # RS-485: a missed slot makes the alarm due at the next POLL, three
+        # times in a row; then the backoff takes over again.
+        {"hb_ms": 60000, "pending": [[9, 2, 1, 0, 0]], "steps": [["next", 0], ["next", 50], ["slot", 100, 9], ["next", 100], ["slot", 200, 9], ["next", 200],
+                                                                  ["slot", 300, 9], ["next", 300], ["slot", 400, 9], ["next", 400], ["wake", 400]]},
     ]
     bea = [
         [["tick", 0], ["press", 10, 1], ["tick", 20], ["tick", 300], ["ack", 400, 2], ["ack", 410, 1], ["tick", 420], ["call", 500, "ringing", 1], ["call", 600, "connected", 1], ["press", 700, 3], ["call", 800, "ended", 1], ["tick", 10799], ["tick", 10800], ["fault", 10900, True], ["tick", 11000], ["press", 11100, 4], ["fault", 11200, False], ["tick", 11300]],

@@ -117,6 +117,11 @@ def test_sender_and_beacon(cpython_results):
     assert steps[0] == ["alarm", 1, 1] and steps[1] == ["alarm", 2, 1]
     assert steps[2] == ["hb"]  # heartbeats only when no alarm is due
     assert steps[3] is None and steps[4] == ["alarm", 1, 2]
+    rs = s[3]["steps"]
+    assert rs[0] == ["alarm", 9, 1] and rs[1] == ["hb"]  # sent; not due again on its own
+    assert rs[3] == ["alarm", 9, 2] and rs[5] == ["alarm", 9, 3]  # resent at each missed slot
+    assert rs[7] is None  # the third miss falls back to the backoff
+    assert rs[9] is None and rs[10][1] > 0
     backoff = s[0]["backoff"]
     assert backoff[1] == 1000 and backoff[-1] == 30000
     assert all(a <= b for a, b in zip(backoff, backoff[1:]))
