@@ -192,6 +192,32 @@ def test_jpeg(width=320, height=180):
     return buf.getvalue()
 
 
+def test_mp4(seconds=2, width=320, height=180, fps=10):
+    """A real H.264 MP4 made with PyAV (the codec and container of the
+    gateway's alarm clips), moving bars so a player has frames to show."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    out = av.open(buf, mode="w", format="mp4")
+    st = out.add_stream("libx264", rate=fps)
+    st.width, st.height, st.pix_fmt = width, height, "yuv420p"
+    st.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    for n in range(seconds * fps):
+        f = av.VideoFrame(width, height, "yuv420p")
+        f.planes[0].update(bytes(((x + 8 * n) % 256) for x in range(width)) * height)
+        f.planes[1].update(bytes([100]) * f.planes[1].buffer_size)
+        f.planes[2].update(bytes([150]) * f.planes[2].buffer_size)
+        f.pts = n
+        for pkt in st.encode(f):
+            out.mux(pkt)
+    for pkt in st.encode(None):
+        out.mux(pkt)
+    out.close()
+    return buf.getvalue()
+
+
 class FakeGateway:
     """The gateway's console-facing side as docs/console-api.md describes it:
     media by event id, and /api/v1/calls answered by a real aiortc peer."""
@@ -203,6 +229,7 @@ class FakeGateway:
         self.requests = []
         self.commands = []
         self.snapshot = test_jpeg()
+        self.clip = None  # made on first request (PyAV, ~0.1 s)
         self.runner = None
         self.url = ""
 
@@ -216,6 +243,12 @@ class FakeGateway:
     async def snapshot_h(self, request):
         self._check(request)
         return web.Response(body=self.snapshot, content_type="image/jpeg")
+
+    async def clip_h(self, request):
+        self._check(request)
+        if self.clip is None:
+            self.clip = test_mp4()
+        return web.Response(body=self.clip, content_type="video/mp4")
 
     async def post_call(self, request):
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -276,6 +309,7 @@ class FakeGateway:
     async def start(self):
         app = web.Application()
         app.add_routes([web.get("/api/v1/media/{event_id}/snapshot.jpg", self.snapshot_h),
+                        web.get("/api/v1/media/{event_id}/clip.mp4", self.clip_h),
                         web.post("/api/v1/calls", self.post_call),
                         web.delete("/api/v1/calls/{call_id}", self.delete_call),
                         web.get("/api/v1/calls/{call_id}", self.get_call),

@@ -335,3 +335,62 @@ def test_alarm_stored_while_the_board_loads_is_not_lost(browser, start_console):
         assert page.is_visible("#alert-bar")
     finally:
         ctx.close()
+
+
+def test_alarm_card_as_the_operator_sees_it_then_snapshot_and_clip_arrive(browser, start_console, fake_gateway):
+    """BRIEF 1 and 8 on one card: kind, junction and place, box and link,
+    press time in IST (and a warning when the box's clock was not set), who it
+    rings at; the snapshot and a playable clip appear when the gateway's later
+    POST /api/v1/media brings them; the clip keeps playing while new alarms
+    redraw the board; the map's legend explains its colours and an alarmed
+    junction leads to its card."""
+    c = start_console(gateway_url=fake_gateway.url, token=fake_gateway.token)
+    c.add_operator("asha", PW)
+    post_sync(c, "/api/v1/health", {"gateway_id": GATEWAY_ID, "time": "2026-11-28T19:20:05Z",
+                                    "boxes": [health_box(11, junction="Rocket Tiraha")]})
+    ctx, page = _login(browser, c, "asha")
+    try:
+        e = event(box_id=11, kind="emergency", junction="Rocket Tiraha", press_time_synced=False, link="lte",
+                  lat=26.4912, lon=80.3101, press_time="2026-01-15T19:20:01.000Z")
+        post_sync(c, "/api/v1/events", {"events": [e]})
+        sel = 'article[data-event="%s"]' % e["event_id"]
+        page.wait_for_selector(sel, timeout=5000)
+        text = page.inner_text(sel)
+        for want in ("Emergency", "Rocket Tiraha", "26.4912, 80.3101", "#11 - LTE", "box clock not set",
+                     "Ringing at", "asha", "no camera image yet", "Start video call"):
+            assert want in text, (want, text)
+        # 19:20:01 UTC is 00:50:01 IST the next day (an older press shows its date)
+        assert "2026-01-16 00:50:01 IST" in page.inner_text(sel + " dd.press-time")
+        assert page.inner_text(sel + " dd.received-time").endswith(" IST")
+        assert not page.query_selector(sel + " button.clip")
+        # the gateway's media arrive later
+        status, _ = post_sync(c, "/api/v1/media", {
+            "event_id": e["event_id"], "snapshot_url": "/api/v1/media/%s/snapshot.jpg" % e["event_id"],
+            "clip": {"id": e["event_id"], "url": "/api/v1/media/%s/clip.mp4" % e["event_id"], "duration_s": 30.0,
+                     "sha256": "0" * 64}})
+        assert status == 200
+        page.wait_for_selector(sel + " button.clip", timeout=5000)
+        assert "Play clip (30 s)" in page.inner_text(sel + " button.clip")
+        page.wait_for_function("document.querySelector('%s img.snapshot')?.naturalWidth === 320" % sel.replace("'", "\\'"))
+        page.click(sel + " button.clip")
+        # a real MP4 through the console's media proxy, decoded by Chromium
+        page.wait_for_function("document.getElementById('player-video').readyState >= 2 && "
+                               "document.getElementById('player-video').videoWidth === 320", timeout=15000)
+        assert "Rocket Tiraha" in page.inner_text("#player-title")
+        _shot(page, "clip-player")
+        # another alarm redraws the board: the clip is not interrupted
+        e2 = event(box_id=12, kind="panic", junction="Bagiya Crossing")
+        post_sync(c, "/api/v1/events", {"events": [e2]})
+        page.wait_for_selector('article[data-event="%s"]' % e2["event_id"], timeout=5000)
+        assert page.is_visible("#player") and page.evaluate("document.getElementById('player-video').src") != ""
+        assert "2 alarms waiting" in page.inner_text("#alert-bar")  # the bar stays visible above the player
+        page.click("#player-close")
+        assert page.is_hidden("#player")
+        # map: a legend for every colour, and the alarmed junction leads to its card
+        page.click("button[data-tab=map]")
+        assert len(page.query_selector_all("#map-legend li")) == 6
+        assert "Box offline" in page.inner_text("#map-legend")
+        page.click('#map g.junction.state-alarm[data-junction="Rocket Tiraha"]')
+        page.wait_for_selector("#tab-board:not(.hidden) " + sel)
+    finally:
+        ctx.close()
