@@ -90,7 +90,7 @@ function kindLabel(inc) { return t("kind_" + inc.kind) + (inc.restore ? " - " + 
 // most escalated, then the one waiting longest. Then the ones being worked
 // on, newest first.
 function sortKey(inc) {
-  const rank = {new: 0, acknowledged: 1, dispatched: 2}[inc.status] || 3;
+  const rank = {new: 0, acknowledged: 1, dispatched: 2}[inc.status] ?? 3;
   const kind = inc.kind === "panic" ? 0 : inc.kind === "emergency" ? 1 : 2;
   return inc.status === "new" ? [rank, kind, -(inc.escalations || 0), inc.id] : [rank, kind, 0, -inc.id];
 }

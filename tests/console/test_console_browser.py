@@ -386,6 +386,12 @@ def test_alarm_card_as_the_operator_sees_it_then_snapshot_and_clip_arrive(browse
         assert "2 alarms waiting" in page.inner_text("#alert-bar")  # the bar stays visible above the player
         page.click("#player-close")
         assert page.is_hidden("#player")
+        # waiting alarms first, Panic before Emergency; one being worked on goes after them
+        order = "[...document.querySelectorAll('#alarms article')].map(a => a.dataset.event)"
+        assert page.evaluate(order) == [e2["event_id"], e["event_id"]]
+        page.click('article[data-event="%s"] button.ack' % e2["event_id"])
+        page.wait_for_selector('article[data-event="%s"][data-status="acknowledged"]' % e2["event_id"])
+        assert page.evaluate(order) == [e["event_id"], e2["event_id"]]
         # map: a legend for every colour, and the alarmed junction leads to its card
         page.click("button[data-tab=map]")
         assert len(page.query_selector_all("#map-legend li")) == 6
