@@ -563,6 +563,7 @@ async function init() {
     scrollPending = true;
     requestAnimationFrame(() => { scrollPending = false; renderHealthWindow(false); });
   }, {passive: true});
+  window.addEventListener("resize", () => { if (S.tab === "health") renderHealthWindow(false); });
   document.getElementById("health-filter").addEventListener("input", () => {
     document.getElementById("health-scroll").scrollTop = 0; renderHealth(); });
   document.getElementById("history-form").addEventListener("submit", ev => { ev.preventDefault(); loadHistory(); });

@@ -268,6 +268,38 @@ def test_escalation_rolls_over_to_another_logged_in_operator(start_console):
     asyncio.run(scenario())
 
 
+def test_escalation_when_the_operator_has_left_rings_everywhere_and_says_so(start_console, caplog):
+    """The alarm rang at asha, who then closed her console; nobody else is
+    logged in. Escalation must not keep it ringing at her: it rings on every
+    console (assigned to nobody), and the log says nobody has the console open."""
+    c = start_console(escalation_s=30, presence_s=20)
+    c.add_operator("asha", PW)
+
+    async def scenario():
+        asha = Operator(c.url)
+        try:
+            await asha.login("asha", PW)
+            ws = await asha.session.ws_connect(c.url + "/ui/ws")
+            await _ws_next(ws, lambda m: m["type"] == "hello")
+            e = event(kind="panic")
+            await gw_post(c.url, "/api/v1/events", {"events": [e]}, c.token)
+            inc = (await _ws_next(ws, lambda m: m["type"] == "incident"))["incident"]
+            assert inc["assigned_to"] == "asha"
+            await ws.close()
+            return inc["id"]
+        finally:
+            await asha.close()
+
+    incident_id = asyncio.run(scenario())
+    c.console.clock.advance(31)  # past escalation_s, and asha not seen for more than presence_s
+    with caplog.at_level("ERROR", logger="callbox_console.server"):
+        c.run(c.console.escalate_once())
+    inc = c.run(c.console.store.incident(incident_id))
+    assert inc["escalations"] == 1 and inc["assigned_to"] is None and inc["status"] == "new"
+    assert any("no operator has the console open" in r.getMessage() and "box 42" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_roles_history_csv_and_report(start_console):
     c = start_console()
     c.add_operator("asha", PW, "operator")
