@@ -217,27 +217,30 @@ function ringsForMe(inc) {
 function renderAlerts() {
   const waiting = [...S.incidents.values()].filter(i => i.status === "new" && !i.restore).sort(cmp);
   const boardTab = document.querySelector(".tab[data-tab=board]");
-  boardTab.textContent = t("board") + (waiting.length ? " (" + waiting.length + ")" : "");
+  setText(boardTab, t("board") + (waiting.length ? " (" + waiting.length + ")" : ""));
   boardTab.classList.toggle("has-alarms", waiting.length > 0);
   const bar = document.getElementById("alert-bar");
-  if (!waiting.length) { bar.classList.add("hidden"); return; }
+  bar.classList.toggle("hidden", !waiting.length);
+  if (!waiting.length) return;
+  // The bar's elements stay and only their text changes (it ticks every
+  // second): a click on it is never lost to a redraw, and a screen reader
+  // announces the count, not the clock.
   const first = waiting[0], now = Date.now() / 1000 - (S.clockSkew || 0);
-  const line = (i) => kindLabel(i) + " - " + (i.junction || "?") + " - " + t("box") + " " + i.box_id + " - " +
-    t("waiting_for") + " " + Math.max(0, Math.round(now - i.console_time)) + " s";
-  const row = el("div", {class: "alert-row"},
-    el("strong", {class: "alert-count", text: waiting.length + " " + t(waiting.length === 1 ? "alarm_waiting" : "alarms_waiting")}),
-    el("span", {class: "alert-first", text: line(first)}),
-    S.tab !== "board" ? el("button", {class: "alert-go", text: t("go_to_board")}) : null);
-  const kids = [row];
+  setText(bar.querySelector(".alert-count"), waiting.length + " " + t(waiting.length === 1 ? "alarm_waiting" : "alarms_waiting"));
+  setText(bar.querySelector(".alert-first"), kindLabel(first) + " - " + (first.junction || "?") + " - " + t("box") + " " +
+    first.box_id + " - " + t("waiting_for") + " " + Math.max(0, Math.round(now - first.console_time)) + " s");
+  bar.querySelector(".alert-go").classList.toggle("hidden", S.tab === "board");
   const escalated = waiting.filter(i => i.escalations > 0);
+  const sup = document.getElementById("alert-supervisor");
+  sup.classList.toggle("hidden", !(escalated.length && can("escalations.view")));
   if (escalated.length && can("escalations.view"))
-    kids.push(el("div", {class: "alert-supervisor", id: "alert-supervisor", text: t("supervisor_attention") + ": " +
-      escalated.map(i => kindLabel(i) + " " + (i.junction || "?") + " (" + t("escalated") + " x" + i.escalations + ", " +
-        (i.assigned_to ? t("assigned_to") + " " + i.assigned_to : t("ringing_everyone")) + ")").join("; ")}));
-  bar.replaceChildren(...kids);
-  bar.className = "alert-bar kind-" + first.kind + (escalated.length ? " escalated" : "");
+    setText(sup, t("supervisor_attention") + ": " + escalated.map(i => kindLabel(i) + " " + (i.junction || "?") + " (" +
+      t("escalated") + " x" + i.escalations + ", " + (i.assigned_to ? t("assigned_to") + " " + i.assigned_to : t("ringing_everyone")) + ")").join("; "));
+  bar.classList.toggle("kind-panic", first.kind === "panic");
+  bar.classList.toggle("escalated", escalated.length > 0);
   bar.dataset.first = first.event_id;
 }
+function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
 
 function upsert(inc, alertKind) {
   const had = S.incidents.get(inc.id);
