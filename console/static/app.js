@@ -264,6 +264,8 @@ function upsert(inc, alertKind) {
     if (c) { c.classList.add("flash"); setTimeout(() => c.classList.remove("flash"), 3000); }
   }
   if (S.call && S.call.inc.id === inc.id) S.call.inc = inc;
+  if (S.tab === "history" && !S.historyTimer)  // keep the open history current, at most once a second
+    S.historyTimer = setTimeout(() => { S.historyTimer = null; if (S.tab === "history") loadHistory().catch(() => {}); }, 1000);
   return had;
 }
 

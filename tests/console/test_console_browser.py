@@ -257,6 +257,7 @@ def test_alarm_reaches_an_operator_on_another_tab(browser, start_console):
         assert "(1)" in page.inner_text(".tab[data-tab=board]")
         assert page.evaluate("window.__callbox.beeps") > beeps
         assert page.is_visible("#tab-history")  # nothing was taken away from what she was doing
+        page.wait_for_selector("#history-table tbody tr.kind-panic", timeout=5000)  # the history keeps up
         _shot(page, "alert-bar-on-history")
         page.click("#alert-bar .alert-go")
         page.wait_for_selector('#tab-board article[data-event="%s"]' % e["event_id"], state="visible")
