@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import struct
 
 from aiohttp import web
 
@@ -28,7 +29,7 @@ from callbox_firmware import wire
 from .clock import Clock
 from .config import Config, resolve
 from .errors import ConfigError, GatewayError, RegistryError, StorageError
-from .forward import Forwarder
+from .forward import Forwarder, ForwardPolicy
 from .ingest import Ingest, iso
 from .lte import LteServer
 from .observe import Metrics, RateLimitedLog, kv
@@ -96,7 +97,7 @@ class Gateway:
     def __init__(self, config=None, clock=None, forward_policy=None):
         self.cfg = config or Config()
         self.clock = clock or Clock()
-        self.forward_policy = forward_policy
+        self.forward_policy = forward_policy or ForwardPolicy(self.cfg.forward.base_s, self.cfg.forward.cap_s)
         self.metrics = Metrics()
         self.rlog = RateLimitedLog(log)
         self.store = None
@@ -152,9 +153,12 @@ class Gateway:
             self.supervisor.add(box.box_id, now, states.get(box.box_id))
         self._build_sinks()
         self.ingest = Ingest(self.registry, self.store, self.supervisor, list(self.sinks), self.metrics)
+        self.ingest.want_time_sync = self._want_time_sync
+        self._time_syncs = []
         loop = asyncio.get_running_loop()
         self.pipeline = Pipeline(self.ingest, self.clock, loop, self.metrics)
         self.pipeline.on_commit.append(self._committed)
+        self.pipeline.after_flush.append(self._send_time_syncs)
         self.registry.listeners.append(self._registry_changed)
         for name, sink in self.sinks.items():
             if hasattr(sink, "start"):
@@ -342,6 +346,29 @@ class Gateway:
             self.bus.refresh_addresses()
         self.health_changed.set()
 
+    def _next_request(self):
+        """A COMMAND request number. A box runs each request number once
+        (protocol.md 5.5), so numbering starts at a random point after every
+        gateway start instead of at 1."""
+        if not hasattr(self, "_request"):
+            self._request = secrets.randbelow(65535)
+        self._request = self._request % 65535 + 1
+        return self._request
+
+    def _want_time_sync(self, box_id):
+        # Called while a heartbeat is judged; sent after the batch's commit
+        # (_send_time_syncs), so the heartbeat's ACK goes first.
+        self._time_syncs.append(box_id)
+
+    def _send_time_syncs(self):
+        while self._time_syncs:
+            box_id = self._time_syncs.pop(0)
+            wall = self.clock.wall()
+            args = struct.pack(">IH", int(wall), int((wall % 1) * 1000))
+            if self.send_down(box_id, {"type": "COMMAND", "request": self._next_request(), "op": "time_sync", "args": args}):
+                self.metrics.inc("time_syncs_sent")
+                log.info(kv("time_sync_sent", box=box_id))
+
     async def _supervise(self):
         while True:
             await self.clock.sleep(self.cfg.supervision.tick_s)
@@ -492,7 +519,7 @@ class Gateway:
             return self._err(400, 'send {"op": "selftest"}')
         if op not in wire.COMMAND_OPS.values():
             return self._err(400, "op %r unknown; one of %s" % (op, ", ".join(wire.COMMAND_OPS.values())))
-        self._request = getattr(self, "_request", 0) % 65535 + 1
+        self._next_request()
         audio = False
         if op == "selftest" and self.registry.get(box_id) is not None and self.media_has_box(box_id):
             # The speaker/mic tone loopback runs on the gateway's audio path,

@@ -14,6 +14,7 @@ Every key is optional; `callbox gateway` with no file runs the demo on
                turnaround_ms, addresses (list; default: every registered rs485 box)
     [storage]  synchronous ("FULL" | "NORMAL"), max_db_mb (0 = unlimited)
     [supervision] heartbeat_interval_s, missed_heartbeats, battery_low_mv, battery_ok_mv
+    [forward]  base_s, cap_s (retry backoff towards each sink)
     [[sinks]]  type = "console" | "dc09", and the sink's own keys
     [media]    passed unchanged to callbox_gateway.media.setup()
     [[boxes]]  box_id, key (hex) or key_file, junction, lat, lon, link, bus_addr
@@ -104,6 +105,14 @@ class SupervisionConfig:
 
 
 @dataclasses.dataclass
+class ForwardConfig:
+    # Retry backoff towards each sink: base_s, doubling, capped at cap_s (with
+    # jitter). A control room that comes back is retried within cap_s.
+    base_s: float = 1.0
+    cap_s: float = 60.0
+
+
+@dataclasses.dataclass
 class Config:
     gateway_id: str = "gw-kanpur-01"
     data_dir: str = ""
@@ -112,6 +121,7 @@ class Config:
     rs485: Rs485Config = dataclasses.field(default_factory=Rs485Config)
     storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
     supervision: SupervisionConfig = dataclasses.field(default_factory=SupervisionConfig)
+    forward: ForwardConfig = dataclasses.field(default_factory=ForwardConfig)
     sinks: list = dataclasses.field(default_factory=list)
     media: dict = dataclasses.field(default_factory=dict)
     boxes: list = dataclasses.field(default_factory=list)
@@ -134,7 +144,7 @@ class Config:
             self.rs485.url or "off", len(self.sinks), len(self.boxes))
 
 
-_SECTIONS = {"http": HttpConfig, "lte": LteConfig, "rs485": Rs485Config, "storage": StorageConfig, "supervision": SupervisionConfig}
+_SECTIONS = {"http": HttpConfig, "lte": LteConfig, "rs485": Rs485Config, "storage": StorageConfig, "supervision": SupervisionConfig, "forward": ForwardConfig}
 
 
 def _fill(cls, table, where):

@@ -37,6 +37,10 @@ _ACKED_TYPES = (wire.MSG_ALARM, wire.MSG_HEARTBEAT, wire.MSG_RESULT)
 # heartbeat costs a JSON encode and a row write in the batch. After a crash
 # the health report shows a snapshot at most this old until the next one.
 HEALTH_PERSIST_S = 60.0
+# A box whose clock (HEARTBEAT time_s) is unset or off by more than this gets
+# a time_sync COMMAND (protocol.md 5.3), at most once per TIME_SYNC_EVERY_S.
+TIME_SYNC_DRIFT_S = 2.0
+TIME_SYNC_EVERY_S = 60.0
 # A box's own trouble kinds that also have a state in supervision.
 _BOX_KINDS = tuple(wire.ALARM_KINDS.values())
 
@@ -81,6 +85,8 @@ class Ingest:
         self._durable = False  # the batch holds something a power cut must not take
         self._state_saved = {}  # box_id -> monotonic time its state was last written
         self._now = 0.0  # monotonic time of the latest frame or tick
+        self._time_sync_at = {}  # box_id -> monotonic time of the last time_sync asked
+        self.want_time_sync = None  # callable(box_id), set by the gateway
         self.batches = 0
 
     # ------------------------------------------------------------ keys, windows
@@ -156,6 +162,11 @@ class Ingest:
         elif t == wire.MSG_HEARTBEAT:
             for ch in self.sup.heartbeat(box_id, m, now, wall):
                 out.events.append(self._gateway_event(ch, wall, link))
+            if abs(m["time_s"] - wall) > TIME_SYNC_DRIFT_S and self.want_time_sync is not None:
+                last = self._time_sync_at.get(box_id)
+                if last is None or now - last >= TIME_SYNC_EVERY_S:
+                    self._time_sync_at[box_id] = now
+                    self.want_time_sync(box_id)
             out.ack = {"type": "ACK", "acked_type": "HEARTBEAT", "acked_counter": frame.counter, "event": 0, "status": "stored"}
         elif t == wire.MSG_RESULT:
             s = self.sup.boxes[box_id]

@@ -37,6 +37,7 @@ class Pipeline:
         self._replies = []
         self._scheduled = False
         self.on_commit = []  # callables(events) after each good commit
+        self.after_flush = []  # callables() after each batch's replies went out
         self._full_warned = False
 
     def submit(self, piece, link, reply, bus_addr=None, conn_box=None):
@@ -97,6 +98,11 @@ class Pipeline:
                     fn(events)
                 except Exception:
                     log.exception(kv("on_commit_failed"))
+        for fn in self.after_flush:
+            try:
+                fn()
+            except Exception:
+                log.exception(kv("after_flush_failed"))
 
 
 def _safe(reply, out, ok):

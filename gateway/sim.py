@@ -35,7 +35,8 @@ class SimBox:
         self.addr = addr
         self.counter = counter
         self.event = event
-        self.time_s = time_s
+        self.time_s = time_s  # press time put in ALARMs
+        self.clock_synced = True  # HEARTBEAT reports the wall clock (else 0: never set)
         self.window = wire.ReplayWindow()
         self.received = []  # downlink frames, decoded
         self.pending = []  # uplink frames waiting for a poll (RS-485)
@@ -53,7 +54,7 @@ class SimBox:
 
     def heartbeat(self, **over):
         hb = {"type": "HEARTBEAT", "uptime_s": 100, "power": "mains", "battery_mv": 12800, "tamper": False, "link": "rs485" if self.addr else "lte",
-              "rssi_dbm": -70, "fw": "1.0.0", "outbox": 0, "boot_reason": "power_on", "faults": [], "time_s": self.time_s}
+              "rssi_dbm": -70, "fw": "1.0.0", "outbox": 0, "boot_reason": "power_on", "faults": [], "time_s": int(time.time()) if self.clock_synced else 0}
         hb.update(over)
         return self.frame(hb)
 

@@ -1,8 +1,8 @@
 """The gateway and the console as real processes for the HIL rig, and a
 read-only view of what reached the control room.
 
-- `GatewayProc`: the junction gateway (callbox_rig.gateway_proc, the same
-  code as `callbox gateway`) from a config dict written as TOML; `kill()` is
+- `GatewayProc`: the junction gateway (`callbox gateway`) from a config dict
+  written as TOML; `kill()` is
   kill -9, `start()` again restarts it on the same ports and database.
 - `ConsoleProc`: `callbox console` on a fixed port with its own SQLite
   database; `kill()`/`start()` take the control room down and back.
@@ -143,10 +143,13 @@ class GatewayProc(_Proc):
         self.config_path = self.workdir / "gateway.toml"
 
     def command(self):
-        self.config_path.write_text(to_toml(self.config))
-        os.chmod(self.config_path, 0o600)  # it holds box keys and tokens
-        return [sys.executable, "-m", "callbox_rig.gateway_proc", "--config", str(self.config_path),
-                "--forward-base-s", str(self.forward_base_s), "--forward-cap-s", str(self.forward_cap_s)]
+        # Compressed time: a control room that comes back is retried within
+        # seconds, not after the deployed 60 s cap ([forward] in the TOML).
+        config = dict(self.config, forward={"base_s": float(self.forward_base_s), "cap_s": float(self.forward_cap_s)})
+        fd = os.open(str(self.config_path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # box keys and tokens
+        with os.fdopen(fd, "w") as f:
+            f.write(to_toml(config))
+        return [sys.executable, "-m", "callbox_tools.cli", "-v", "gateway", "--config", str(self.config_path)]
 
     @property
     def http_url(self):

@@ -223,6 +223,12 @@ def test_config_defaults_and_errors(tmp_path):
     cfg = gwconfig.load(p)
     assert cfg.http.port == 9000 and cfg.rs485.addresses == [1, 2]
     assert "s3cret" not in repr(cfg)
+    assert (cfg.forward.base_s, cfg.forward.cap_s) == (1.0, 60.0)
+    p.write_text("[forward]\nbase_s = 0.5\ncap_s = 2.0\n")
+    from callbox_gateway.app import Gateway
+
+    policy = Gateway(gwconfig.load(p)).forward_policy  # the HIL rig compresses the control room's outage this way
+    assert (policy.base_s, policy.cap_s) == (0.5, 2.0)
     for text, msg in [("[http]\nprot = 1\n", "http.prot"), ("[lte]\nport = 'x'\n", "lte.port"), ("nope = 1\n", "nope"),
                       ("[rs485]\naddresses = [300]\n", "300"), ("[[sinks]]\ntype = 'mqtt'\n", "mqtt"), ("x = [", "TOML")]:
         p.write_text(text)

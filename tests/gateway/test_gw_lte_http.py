@@ -29,8 +29,19 @@ def test_alarm_over_lte_acked_after_commit(tmp_path):
             assert [e["kind"] for e in gw.store.events(42)] == ["emergency"]
             await c.send(box.alarm("emergency", event=1))
             assert (await c.recv()).msg["status"] == "duplicate"
+            box.clock_synced = False  # a box that never had its clock set
             await c.send(box.heartbeat())
             assert (await c.recv()).msg["acked_type"] == "HEARTBEAT"
+            # ... gets a time_sync COMMAND right after the heartbeat's ACK.
+            sync = await c.recv()
+            assert sync.msg["type"] == "COMMAND" and sync.msg["op"] == "time_sync"
+            import struct
+            import time
+
+            assert abs(struct.unpack(">IH", sync.msg["args"])[0] - time.time()) < 5
+            await c.send(box.heartbeat())  # still unsynced: not asked again within a minute
+            assert (await c.recv()).msg["acked_type"] == "HEARTBEAT"
+            assert gw.metrics.get("time_syncs_sent") == 1
             assert gw.store.event_count() == 1
             # Downlink: CALL_STATE reaches the box over its connection.
             from callbox_gateway.app import Hooks
