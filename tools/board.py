@@ -34,6 +34,13 @@ READ_TIMEOUT_S = 10
 # Seconds to get the raw REPL after Ctrl-C: a firmware stops in milliseconds,
 # the rest is slack for one that takes a moment to unwind its tasks.
 ENTER_REPL_TIMEOUT_S = 5
+# While waiting for the raw REPL, one blocking read waits at most this long.
+# mpremote reads a pty (a virtual box, some USB gadgets) with blocking reads
+# of the port's timeout, checked against ENTER_REPL_TIMEOUT_S only between
+# reads: with READ_TIMEOUT_S there, a silent port took 10-15 s to report.
+# Not used once in the raw REPL: raw-paste flow control treats an empty read
+# as an error, and a busy box may need more than this to answer.
+ENTER_REPL_POLL_S = 0.5
 # Bytes per write() call on the device: mpremote's default; bigger chunks
 # gain little on a 115200-baud link and need more device RAM.
 WRITE_CHUNK = 256
@@ -101,8 +108,10 @@ class Board:
             raise CommandError("%s: cannot open the port (%s); run `callbox ports`" % (port, e), EXIT_FAIL) from None
         _settle(t.serial)
         try:
+            t.serial.timeout = ENTER_REPL_POLL_S
             with contextlib.redirect_stdout(quiet):
                 t.enter_raw_repl(soft_reset=False, timeout_overall=ENTER_REPL_TIMEOUT_S)
+            t.serial.timeout = READ_TIMEOUT_S
         except (TransportError, OSError) as e:
             t.close()
             seen = quiet.getvalue().strip()

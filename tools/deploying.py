@@ -40,6 +40,28 @@ MPY_ARCH = "xtensawin"  # ESP32 (Xtensa LX6), per BRIEF §3
 # Seconds for mpy-cross to compile one module: it takes milliseconds, the
 # rest is slack for a loaded machine.
 COMPILE_TIMEOUT_S = 60
+# Compiled modules are kept here, named by the hash of everything that
+# decides the output (source, its name on the box, the arch, the mpy-cross
+# binary), so a technician's second deploy or a second box compiles nothing.
+CACHE_ENV = "CALLBOX_CACHE_DIR"
+
+
+def cache_dir():
+    """$CALLBOX_CACHE_DIR, else $XDG_CACHE_HOME/callbox/mpy, else
+    ~/.cache/callbox/mpy."""
+    if os.environ.get(CACHE_ENV):
+        return pathlib.Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "callbox" / "mpy"
+
+
+def _cache_key(src_bytes, rel, mpy_cross):
+    st = os.stat(mpy_cross)
+    h = hashlib.sha256()
+    for part in (MPY_ARCH, rel, os.path.realpath(mpy_cross), str(st.st_size), str(st.st_mtime_ns)):
+        h.update(part.encode() + b"\0")
+    h.update(src_bytes)
+    return h.hexdigest()
 
 
 class Bundle:
@@ -76,9 +98,17 @@ def firmware_sources(firmware_dir=FIRMWARE_DIR):
     return out
 
 
-def compile_module(src, rel, out_dir, mpy_cross=None):
-    """mpy-cross -march=xtensawin one module; the .mpy bytes."""
+def compile_module(src, rel, out_dir, mpy_cross=None, cache=True):
+    """mpy-cross -march=xtensawin one module; the .mpy bytes (from the cache
+    when this source was compiled before by the same mpy-cross)."""
     mpy_cross = mpy_cross or mpy_cross_path()
+    cached = None
+    if cache:
+        cached = cache_dir() / (_cache_key(pathlib.Path(src).read_bytes(), rel, mpy_cross) + ".mpy")
+        try:
+            return cached.read_bytes()
+        except OSError:
+            pass
     out = pathlib.Path(out_dir) / (rel[:-3].replace("/", "_") + ".mpy")
     cmd = [mpy_cross, "-march=" + MPY_ARCH, "-s", rel, "-o", str(out), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
@@ -88,7 +118,23 @@ def compile_module(src, rel, out_dir, mpy_cross=None):
             % (rel, (proc.stderr or proc.stdout).strip()),
             EXIT_FAIL,
         )
-    return out.read_bytes()
+    data = out.read_bytes()
+    if cached is not None:
+        _cache_put(cached, data)
+    return data
+
+
+def _cache_put(path, data):
+    """Store a compiled module; written to a temporary name and renamed, so
+    a reader never sees half a file. A cache that cannot be written (read-only
+    home, full disk) only costs the next deploy a compile."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name("%s.%d.tmp" % (path.name, os.getpid()))
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.debug("mpy cache not written (%s): %s", path, e)
 
 
 def build_bundle(firmware_dir=FIRMWARE_DIR, boards_dir=BOARDS_DIR, source=False):

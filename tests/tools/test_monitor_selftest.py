@@ -1,22 +1,23 @@
-"""`callbox monitor` and `callbox selftest` over a real pty to MicroPython.
-
-Until the box firmware ships main.py and selftest.py (docs/firmware.md),
-the board here runs small stand-ins written to the interface this CLI asks
-for: log lines from the firmware's own log.py, and `selftest.cli()` printing
-`item=pass|fail[:detail]` lines (the RESULT format of docs/protocol.md)."""
+"""`callbox monitor` and `callbox selftest` against the real firmware on a
+virtual box (its console pty, the real mpremote transport). The passing
+self-test, with its link item answered by a real gateway, and the monitor
+showing a press live run in test_bench_procedure.py."""
 
 import re
-import textwrap
+import signal
+import subprocess
 
 import pytest
 
-from callbox_tools.errors import EXIT_FAIL, EXIT_NO_MICROPYTHON
+from callbox_tools.errors import EXIT_FAIL, EXIT_NO_MICROPYTHON, EXIT_USAGE
 from callbox_tools.monitoring import MAX_LINE_CHARS, LineStamper
 from callbox_tools.selftesting import parse_report
 
-from conftest import PtyRepl, run_cli
+from conftest import CALLBOX, run_cli
 
 STAMP = r"\d\d:\d\d:\d\d\.\d\d\d  "
+CONFIG = {"box_id": 42, "key": "ab" * 32, "junction": "Ghantaghar Square", "board": "devkit_rs485", "link": "rs485", "bus_addr": 3,
+          "heartbeat_s": 60, "event_start": 1}
 
 
 def test_line_stamper_whole_split_and_garbage():
@@ -33,36 +34,32 @@ def test_line_stamper_whole_split_and_garbage():
 
 
 @pytest.fixture
-def logging_board(tmp_path):
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    (flash / "main.py").write_text(textwrap.dedent("""
-        import time, log
-        log.set_box(42)
-        n = 0
-        while True:
-            n += 1
-            log.info("heartbeat %d sent" % n)
-            time.sleep_ms(100)
-    """))
-    b = PtyRepl(flash, run_main=True).start()
-    b.flash = flash
+def running_box(make_board):
+    """A deployed and configured box whose firmware runs, on a bus where no
+    gateway polls (its link is down)."""
+    b = make_board("box", deployed=True, config=CONFIG)
+    b.wait_booted(0)
+    return b
+
+
+def test_monitor_restart_shows_the_boot(running_box):
+    boots = len(running_box.boot_reasons)
+    boot_line = re.compile(STAMP + r"\d+ I box 42: firmware [\d.]+, board devkit_rs485, link rs485, boot reason soft_reset$")
+    mon = subprocess.Popen([CALLBOX, "monitor", "--port", running_box.port, "--restart", "--seconds", "120"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    lines = []
     try:
-        yield b
+        for line in mon.stdout:
+            lines.append(line.rstrip("\n"))
+            if boot_line.match(lines[-1]):
+                break
     finally:
-        b.stop()
-
-
-def test_monitor_shows_the_box_log_with_timestamps(logging_board):
-    r = run_cli("monitor", "--port", logging_board.port, "--lines", "3", "--seconds", "60")
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert len(lines) == 3
-    for line in lines:
-        assert re.match(STAMP + r"\d+ I box 42: heartbeat \d+ sent$", line), line
-    # Read-only: the firmware kept running (no Ctrl-C was sent).
-    r = run_cli("monitor", "--port", logging_board.port, "--lines", "1", "--seconds", "60")
-    assert "heartbeat" in r.stdout
+        mon.send_signal(signal.SIGINT)
+        mon.wait(timeout=30)
+    assert mon.returncode == 0, mon.stderr.read()
+    assert boot_line.match(lines[-1]), lines
+    assert all(re.match(STAMP, l) for l in lines), lines
+    assert running_box.boot_reasons[boots:] == ["soft_reset"]
 
 
 def test_monitor_on_a_missing_port():
@@ -70,38 +67,24 @@ def test_monitor_on_a_missing_port():
     assert r.returncode == 3 and "no such serial port" in r.stderr
 
 
-STANDIN_SELFTEST = '''
-# Stand-in for firmware/selftest.py, to the interface in docs/technician.md.
-import json
-def cli():
-    try:
-        cfg = json.loads(open("config.json").read())
-    except OSError:
-        cfg = {}
-    print("12 I box ?: self-test starting")
-    for item in ("emergency", "panic", "tamper"):
-        print("%s=pass" % item)
-    print("light=pass")
-    if cfg.get("gateway_ok"):
-        print("link=pass")
-    else:
-        print("link=fail:no ACK from the gateway in 10 s")
-'''
-
-
-def test_selftest_prints_each_item_and_exit_code(board):
-    (board.flash / "selftest.py").write_text(STANDIN_SELFTEST)
-    r = run_cli("selftest", "--port", board.port)
+def test_selftest_fails_per_item_with_the_reason(running_box):
+    # A held button and no gateway on the bus: those two items fail, the
+    # rest pass, the exit code says so, and the firmware runs again after.
+    running_box.press("emergency")
+    start = len(running_box.log)
+    r = run_cli("selftest", "--port", running_box.port, "--link-timeout", "3")
     assert r.returncode == EXIT_FAIL, r.stdout + r.stderr
     out = r.stdout
-    assert re.search(r"emergency\s+PASS", out) and re.search(r"link\s+FAIL\s+no ACK from the gateway", out)
-    assert "self-test FAILED: 4 of 5 items passed" in out
-    assert "self-test starting" not in out  # log noise is not an item
-
-    (board.flash / "config.json").write_text('{"gateway_ok": true}')
-    r = run_cli("selftest", "--port", board.port)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "self-test passed: 5 of 5 items passed" in r.stdout
+    assert re.search(r"^emergency\s+FAIL\s+reads pressed \(held during the test, or stuck closed\)$", out, re.M), out
+    assert re.search(r"^link\s+FAIL\s+no ACK from the gateway in 3 s", out, re.M), out
+    for item in ("panic", "tamper", "light", "flash"):
+        assert re.search(r"^%s\s+PASS$" % item, out, re.M), out
+    assert "self-test FAILED: 4 of 6 items passed" in out
+    assert "selftest:" not in out  # the box's log lines are not items
+    running_box.wait_booted(start)
+    running_box.release("emergency")
+    r = run_cli("selftest", "--port", running_box.port, "--link-timeout", "0.1")
+    assert r.returncode == EXIT_USAGE and "too short" in r.stderr
 
 
 def test_selftest_without_the_firmware(board):

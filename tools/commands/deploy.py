@@ -24,9 +24,9 @@ def run(args):
     from ..deploying import build_bundle, deploy
     from ._common import port_from
 
+    port = port_from(args)  # a missing or ambiguous port is said before compiling
     bundle = build_bundle(source=args.source)
     print("built %d files (build %s)" % (len(bundle.files), bundle.build_id))
-    port = port_from(args)
     with Board.connect(port) as board:
         deploy(board, bundle)
         board.reset_on_close = not args.no_reset
