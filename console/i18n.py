@@ -13,6 +13,7 @@ STRINGS = {
     "alarm_waiting": ("alarm waiting", "अलार्म प्रतीक्षा में"),
     "alarms_waiting": ("alarms waiting", "अलार्म प्रतीक्षा में"),
     "waiting_for": ("waiting", "प्रतीक्षा"),
+    "minutes_short": ("min", "मिनट"),
     "go_to_board": ("Go to the board", "बोर्ड पर जाएँ"),
     "supervisor_attention": ("Supervisor: unanswered after escalation", "पर्यवेक्षक: एस्केलेशन के बाद भी अनुत्तरित"),
     "ringing_everyone": ("ringing on every console", "हर कंसोल पर बज रहा है"),

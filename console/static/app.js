@@ -228,7 +228,7 @@ function renderAlerts() {
   const first = waiting[0], now = Date.now() / 1000 - (S.clockSkew || 0);
   setText(bar.querySelector(".alert-count"), waiting.length + " " + t(waiting.length === 1 ? "alarm_waiting" : "alarms_waiting"));
   setText(bar.querySelector(".alert-first"), kindLabel(first) + " - " + (first.junction || "?") + " - " + t("box") + " " +
-    first.box_id + " - " + t("waiting_for") + " " + Math.max(0, Math.round(now - first.console_time)) + " s");
+    first.box_id + " - " + t("waiting_for") + " " + fmtWait(now - first.console_time));
   bar.querySelector(".alert-go").classList.toggle("hidden", S.tab === "board");
   const escalated = waiting.filter(i => i.escalations > 0);
   const sup = document.getElementById("alert-supervisor");
@@ -239,6 +239,10 @@ function renderAlerts() {
   bar.classList.toggle("kind-panic", first.kind === "panic");
   bar.classList.toggle("escalated", escalated.length > 0);
   bar.dataset.first = first.event_id;
+}
+function fmtWait(seconds) {
+  const n = Math.max(0, Math.round(seconds));
+  return n < 90 ? n + " s" : Math.floor(n / 60) + " " + t("minutes_short") + " " + (n % 60) + " s";
 }
 function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
 
