@@ -8,7 +8,7 @@ import json
 import pkgutil
 
 NAME = "bench"
-HELP = "run a benchmark and print its figures (codec, gateway, call, latency)"
+HELP = "run a benchmark and print its figures (codec, gateway, call, latency, console)"
 
 
 def _bench_modules():
