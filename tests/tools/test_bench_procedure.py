@@ -181,6 +181,7 @@ def test_replace_a_broken_box(make_board, junction):
     r = run_cli("replace", str(BOX), new.port, "--board", "devkit_rs485", env=junction.env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "box 42 replaced: the old box's key is revoked at the gateway" in r.stdout
+    assert "the gateway's last event from box 42 is 2; the new box numbers its events from %d" % (1 + EVENT_BLOCK) in r.stdout
     cfg = config_on(new)
     box_config.validate(cfg)
     # Same identity, fresh key, events numbered above the old box's.

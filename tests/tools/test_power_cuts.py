@@ -25,11 +25,17 @@ class PowerCut(KeyboardInterrupt):
     """What the laptop sees once the box is gone (the CLI gives up)."""
 
 
-def heard(junction, timeout=60.0):
-    """Wait until the gateway accepts one more heartbeat from the box than
-    now: the box runs and its key is the gateway's."""
-    n = junction.metric("frames_accepted", type="HEARTBEAT", link="rs485")
-    return junction.wait_metric("frames_accepted", n, timeout=timeout, type="HEARTBEAT", link="rs485")
+def heartbeats(junction):
+    """Heartbeats the gateway has accepted on the bus so far."""
+    return junction.metric("frames_accepted", type="HEARTBEAT", link="rs485")
+
+
+def heard(junction, since, timeout=60.0):
+    """Wait until the gateway has accepted more heartbeats than `since`
+    (taken before the box booted: its boot heartbeat comes at once, the
+    next one only heartbeat_s later): the box runs and its key is the
+    gateway's."""
+    return junction.wait_metric("frames_accepted", since, timeout=timeout, type="HEARTBEAT", link="rs485")
 
 
 # What the firmware itself writes while it runs (its alarm log with the
@@ -47,11 +53,12 @@ def in_service(make_board, junction):
     """A box with the firmware as source (an older deploy), provisioned at
     the gateway, running and heard."""
     box = make_board("box", deployed=True)
+    hb = heartbeats(junction)
     with Board.connect(box.port) as b:
         provision(b, build_config(BOX, new_key_hex(), "Ghantaghar Square", "devkit_rs485", "rs485", ADDR), junction.admin(), report=lambda l: None)
         b.reset_on_close = True
     box.wait_booted(0)
-    heard(junction)
+    heard(junction, hb)
     return box
 
 
@@ -70,12 +77,12 @@ def test_deploy_cut_by_a_power_loss(in_service, junction, bundle):
     assert "stopped answering" in err and "check the cable and power" in err
     assert visible(box.flash) == before, "a deploy cut by a power loss changed what the box runs"
     # Power back: the old firmware boots and is heard.
-    start = len(box.log)
+    start, hb = len(box.log), heartbeats(junction)
     box.restart()
     box.wait_booted(start)
-    heard(junction)
+    heard(junction, hb)
     # The same command completes: the new build runs, no staged file left.
-    start = len(box.log)
+    start, hb = len(box.log), heartbeats(junction)
     r = run_cli("deploy", "--port", box.port)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "removed files left by an interrupted deploy or provision" in r.stdout
@@ -84,7 +91,7 @@ def test_deploy_cut_by_a_power_loss(in_service, junction, bundle):
     assert not [p for p in files if p.endswith(STAGE_SUFFIX) or p == JOURNAL]
     assert not [p for p in files if p.endswith(".py") and p != "main.py"], "a source module would shadow its .mpy"
     box.wait_booted(start)
-    heard(junction)
+    heard(junction, hb)
 
 
 @pytest.mark.timeout(300)
@@ -109,11 +116,11 @@ def test_power_lost_half_way_through_the_switch(in_service, junction, bundle):
         with pytest.raises(PowerCut):
             deploy(b, bundle, report=lambda l: None, hooks={"before_commit": lambda: cut_half_way(b)})
     assert (box.flash / JOURNAL).exists()
-    start = len(box.log)
+    start, hb = len(box.log), heartbeats(junction)
     box.restart()
     box.wait_log(r"main: finished an interrupted update \(commit\.journal\)", timeout=60, start=start)
     box.wait_booted(start)
-    heard(junction)
+    heard(junction, hb)
     files = box_files(box.flash)
     assert {p: files.get(p) for p in bundle.with_manifest()} == bundle.with_manifest()
     assert not [p for p in files if p.endswith(STAGE_SUFFIX) or p == JOURNAL]
@@ -148,7 +155,7 @@ def test_rekey_cut_by_a_power_loss_after_the_gateway_has_the_new_key(in_service,
     junction.wait_metric("frames_rejected", refused, reason="auth", link="rs485")
     # The technician runs the same command again: it resumes with the key
     # the gateway has, and the box is heard again.
-    start = len(box.log)
+    start, hb = len(box.log), heartbeats(junction)
     r = run_cli("provision", "--port", box.port, *ARGS, "--force", env=junction.env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming an interrupted provision of box 42 (same key)" in r.stdout
@@ -156,4 +163,4 @@ def test_rekey_cut_by_a_power_loss_after_the_gateway_has_the_new_key(in_service,
     assert cfg["key"] == new["key"] == junction.registered_key(BOX)
     assert not (box.flash / (CONFIG + STAGE_SUFFIX)).exists()
     box.wait_booted(start)
-    heard(junction)
+    heard(junction, hb)

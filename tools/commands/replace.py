@@ -46,6 +46,14 @@ def run(args):
         args.gateway_host, args.gateway_port, args.apn, args.sms_number, args.heartbeat_s,
         replacement_event_start(old),
     )
+    last = old.get("last_event")
+    if isinstance(last, int):
+        history = "the gateway's last event from box %d is %d" % (args.old, last)
+    elif "last_event" in old:
+        history = "the gateway has no event from box %d yet" % args.old
+    else:
+        history = "this gateway does not report box %d's last event" % args.old
+    print("%s; the new box numbers its events from %d" % (history, cfg["event_start"]))
     port = resolve_port(args.new)
     with Board.connect(port) as board:
         cfg = provision(board, cfg, admin, old.get("lat"), old.get("lon"), force=True)
