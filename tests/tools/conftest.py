@@ -13,6 +13,7 @@
 - `silent_port`: a serial port where nothing answers (no MicroPython, no ROM).
 """
 
+import json
 import os
 import pathlib
 import pty
@@ -120,14 +121,15 @@ def bus():
 
 @pytest.fixture
 def make_board(tmp_path, bus):
-    """make_board(name, deployed=False, config=None): a new board on the bus.
-    deployed=True puts the firmware (as source) and boards/ on it the way the
-    rig does, and `config` a config.json, for tests about what comes after
-    `callbox deploy` or `provision`."""
+    """make_board(name, deployed=False, config=None, modem_url=None): a new
+    board on the bus. deployed=True puts the firmware (as source) and boards/
+    on it the way the rig does, and `config` a config.json, for tests about
+    what comes after `callbox deploy` or `provision`; `modem_url` wires its
+    modem UART (a callbox_rig.modem_sim simulator) for LTE."""
     boards = []
 
-    def make(name="board", deployed=False, config=None):
-        b = NewBoard(tmp_path / name, config=config, deploy=deployed, rs485_url=bus.url, name=name)
+    def make(name="board", deployed=False, config=None, modem_url=None):
+        b = NewBoard(tmp_path / name, config=config, deploy=deployed, rs485_url=bus.url, modem_url=modem_url, name=name)
         boards.append(b)
         return b.start()
 
@@ -267,7 +269,8 @@ class Junction:
         db = self.data_dir / "gateway.db"
         con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
         try:
-            return [{"event_id": r[0], "kind": r[1]} for r in con.execute("SELECT event_id, kind FROM events WHERE box_id=? ORDER BY rowid", (box_id,))]
+            rows = con.execute("SELECT event_id, kind, body FROM events WHERE box_id=? ORDER BY rowid", (box_id,))
+            return [{"event_id": r[0], "kind": r[1], "link": json.loads(r[2]).get("link")} for r in rows]
         finally:
             con.close()
 

@@ -132,6 +132,35 @@ def test_new_board_to_a_box_the_gateway_hears(board, junction, bundle):
     assert junction.boxes()[BOX]["last_event"] == 1
 
 
+@pytest.mark.timeout(300)
+def test_an_lte_box_reaches_the_gateway(make_board, junction):
+    """Provisioned for LTE (the box's modem is the SIMCom simulator, which
+    opens real TCP connections to the gateway's LTE listener): the self-test's
+    link item and a press go over LTE."""
+    from callbox_rig.modem_sim import ModemSimThread
+
+    modem = ModemSimThread("box77").start()
+    try:
+        box = make_board("lte", deployed=True, modem_url=modem.url)
+        start = len(box.log)
+        r = run_cli("provision", "--port", box.port, "--box-id", "77", "--junction", "IIT Gate Tiraha", "--board", "esp32_sim7600", "--link", "lte",
+                    "--gateway-host", "127.0.0.1", "--gateway-port", str(junction.lte_port), "--apn", "internet", "--sms-number", "+911234567890",
+                    env=junction.env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "link: lte" in r.stdout and "bus address: -" in r.stdout
+        assert (junction.boxes()[77]["link"], junction.boxes()[77]["bus_addr"]) == ("lte", 0)
+        assert box.wait_booted(start).group(1, 2) == ("esp32_sim7600", "lte")
+        junction.wait_metric("frames_accepted", 0, type="HEARTBEAT", link="lte")
+        start = len(box.log)
+        r = run_cli("selftest", "--port", box.port)
+        assert r.returncode == 0 and re.search(r"^link\s+PASS$", r.stdout, re.M), r.stdout + r.stderr
+        box.wait_booted(start)
+        ev = press_and_wait_stored(box, junction, "panic", box_id=77)
+        assert (ev["event_id"], ev["link"]) == ("0000004d-00000001", "lte")
+    finally:
+        modem.stop()
+
+
 def lte_send(port, frame, timeout):
     """Send one frame to the gateway's LTE listener; the frames it answers
     within `timeout` seconds (COBS pieces)."""
@@ -171,7 +200,7 @@ def test_replace_a_broken_box(make_board, junction):
     press_and_wait_stored(old, junction, "emergency")
     press_and_wait_stored(old, junction, "panic")
     history = junction.events(BOX)
-    assert [e["event_id"] for e in history] == ["0000002a-00000001", "0000002a-00000002"]
+    assert [(e["event_id"], e["link"]) for e in history] == [("0000002a-00000001", "rs485"), ("0000002a-00000002", "rs485")]
     assert junction.boxes()[BOX]["last_event"] == 2
 
     # It breaks (no power), and a new board takes its place on the bus.
@@ -196,7 +225,7 @@ def test_replace_a_broken_box(make_board, junction):
     # The new box reaches the gateway; its press continues the history.
     new.wait_booted(start)
     ev = press_and_wait_stored(new, junction, "panic")
-    assert ev["event_id"] == "%08x-%08x" % (BOX, cfg["event_start"])
+    assert (ev["event_id"], ev["link"]) == ("%08x-%08x" % (BOX, cfg["event_start"]), "rs485")
     assert [e["event_id"] for e in junction.events(BOX)] == [e["event_id"] for e in history] + [ev["event_id"]]
     assert junction.boxes()[BOX]["last_event"] == cfg["event_start"]
 

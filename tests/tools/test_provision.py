@@ -131,6 +131,19 @@ def test_provision_stopped_on_the_laptop_leaves_box_as_it_was_and_resumes(deploy
     assert not list(deployed.flash.rglob("*.new"))
 
 
+def test_a_staged_config_torn_by_a_power_cut_is_dropped(deployed, gateway):
+    # Power failed while config.json.new was being written: half a JSON
+    # document on flash. It is not resumed (no key can be trusted from it);
+    # the next provision drops it and starts afresh.
+    (deployed.flash / "config.json.new").write_text('{"box_id": 53, "key": "ab')
+    r = run_cli("provision", "--port", deployed.port, *args(53, 53), "--no-reset", env=gateway.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming" not in r.stdout
+    cfg = box_config_on(deployed)
+    assert cfg["box_id"] == 53 and cfg["key"] == gateway.registered_key(53)
+    assert not list(deployed.flash.rglob("*.new"))
+
+
 def test_a_box_id_live_on_another_box_is_not_taken_silently(deployed, gateway):
     key = new_key_hex()
     gateway.admin().add({"box_id": 50, "key": key, "junction": "Ghantaghar Square", "link": "rs485", "bus_addr": 50, "event_start": 1})
