@@ -15,6 +15,14 @@ Interrupted before 3: the box and the gateway are as they were. Between 3
 and 4: the box is as it was, and the next provision (or replace) of the same
 box id resumes with the staged key, so both sides end up agreeing.
 
+A box that had another box id (a used box moved to another junction) keeps
+on its flash what belongs to that identity: alarms never acknowledged
+(outbox.log) and the old gateway's replay window (replay.dat). Under the new
+identity the alarms would reach the control room as presses at the new
+junction, and the window would refuse the new gateway's frames. Step 4 removes
+both in the same on-board commit as the switch to the new config.json, and the
+provision says which alarms stay behind.
+
 `replace OLD` is a provision that inherits the junction's identity (box id,
 junction, place, link, bus address) from the gateway's registry, with a fresh
 key (the gateway's re-key revokes the old one at once) and an event_start
@@ -41,6 +49,10 @@ KEY_BYTES = 32  # HMAC-SHA256 key: the hash's block-size-independent strength
 EVENT_BLOCK = 1_000_000
 # Seconds for one admin API request; the gateway answers in milliseconds.
 GATEWAY_TIMEOUT_S = 10
+# What the firmware keeps on flash for its identity (firmware/app.py:
+# Outbox("outbox.log"), REPLAY_PATH): removed when the box id changes.
+OUTBOX = "outbox.log"
+IDENTITY_STATE = (OUTBOX, OUTBOX + ".tmp", "replay.dat", "replay.dat.tmp")
 
 
 def new_key_hex():
@@ -274,6 +286,45 @@ def check_box_ready(board, board_name):
     return platform, machine
 
 
+def undelivered_alarms(outbox_bytes):
+    """[(event, kind name)] of the alarms an outbox.log holds that its
+    gateway never acknowledged (the firmware's own parser, on the host)."""
+    import os
+    import tempfile
+
+    from callbox_firmware import wire
+    from callbox_firmware.outbox import Outbox
+
+    with tempfile.TemporaryDirectory(prefix="callbox-outbox-") as tmp:
+        path = os.path.join(tmp, OUTBOX)
+        with open(path, "wb") as f:
+            f.write(outbox_bytes)
+        box = Outbox(path)
+        box.load()
+        return [(a[0], wire.ALARM_KINDS.get(a[1], str(a[1]))) for a in box.pending]
+
+
+def identity_leftovers(board, existing, cfg, report):
+    """Files of another identity to remove with the switch (see the module
+    docstring), and a report of the alarms that stay behind."""
+    if not existing or existing.get("box_id") in (None, cfg["box_id"]):
+        return []
+    present = [p for p, h in board.sha256_many(IDENTITY_STATE).items() if h is not None]
+    if not present:
+        return []
+    was = "this box was box %s (%s)" % (existing.get("box_id"), existing.get("junction", "?"))
+    raw = board.read(OUTBOX) if OUTBOX in present else None
+    alarms = undelivered_alarms(raw) if raw else []
+    if alarms:
+        listed = ", ".join("event %d %s" % a for a in alarms[:10]) + (", ..." if len(alarms) > 10 else "")
+        report("%s: its %d undelivered alarm%s (%s) stay%s behind with that identity; removing %s"
+               % (was, len(alarms), "" if len(alarms) == 1 else "s", listed, "s" if len(alarms) == 1 else "", ", ".join(sorted(present))))
+        log.warning("box %s: %d undelivered alarms of box %s dropped on re-provisioning", cfg["box_id"], len(alarms), existing.get("box_id"))
+    else:
+        report("%s: removing its %s" % (was, ", ".join(sorted(present))))
+    return sorted(present)
+
+
 def provision(board, cfg, admin, lat=None, lon=None, force=False, report=print, hooks=None):
     """Carry out a provision (see the module docstring). `cfg` comes from
     build_config; if the box holds a staged config of the same box id, its
@@ -294,6 +345,7 @@ def provision(board, cfg, admin, lat=None, lon=None, force=False, report=print, 
             % (cfg["box_id"], registered.get("junction", "?"), cfg["box_id"], cfg["box_id"]),
             EXIT_FAIL,
         )
+    leftovers = identity_leftovers(board, existing, cfg, report)
     data = config_bytes(cfg)
     board.stage(CONFIG, data)
     report("staged config.json (sha256 %s, verified on the box)" % sha256_hex(data)[:16])
@@ -303,7 +355,7 @@ def provision(board, cfg, admin, lat=None, lon=None, force=False, report=print, 
     report("registered box %d at the gateway (%s)" % (cfg["box_id"], admin.base_url))
     if "after_register" in hooks:
         hooks["after_register"]()
-    board.commit([CONFIG])
+    board.commit([CONFIG], remove=leftovers)
     got = board.sha256(CONFIG)
     if got != sha256_hex(data):
         raise CommandError("%s: config.json did not verify after the switch; run the same provision again" % board.port, EXIT_FAIL)

@@ -105,8 +105,22 @@ class NewBoard(VirtualBox):
 
     def wait_booted(self, start, timeout=60.0):
         """Wait until the firmware has booted with an identity after console
-        line `start` (a provision or deploy soft-resets the box)."""
-        return self.wait_log(r"I box \d+: firmware [\d.]+, board (\S+), link (\S+), boot reason", timeout=timeout, start=start)
+        line `start` (a provision or deploy soft-resets the box) and reads
+        its pins (a button pressed before that is never seen: the
+        supervisor only passes on the level at that moment)."""
+        m = self.wait_log(r"I box \d+: firmware [\d.]+, board (\S+), link (\S+), boot reason", timeout=timeout, start=start)
+        self.wait_ready(timeout)
+        return m
+
+    def wait_shown(self, state, since, timeout=30.0):
+        """Wait until the light has shown `state` at some point after
+        light_history[since] (not a state left over from before)."""
+        deadline = time.monotonic() + timeout
+        while not any(s == state for _, s in self.light_history[since:]):
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: light did not show %r within %.0f s (shown since: %r); console ends:\n%s"
+                                     % (self.name, state, timeout, [s for _, s in self.light_history[since:]], self.tail()))
+            time.sleep(0.02)
 
 
 @pytest.fixture

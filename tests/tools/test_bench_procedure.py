@@ -14,6 +14,7 @@ import json
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -45,10 +46,13 @@ def press_and_wait_stored(box, junction, button, box_id=BOX):
     before = len(junction.events(box_id))
     n = len(box.light_history)
     box.press(button)
-    box.wait_light("sending", timeout=20, since=n)
+    box.wait_shown("sending", n)
     box.release(button)
-    ev = junction.wait_event(box_id, button, timeout=60, after=before)
-    box.wait_light("received", timeout=60, since=n)
+    try:
+        ev = junction.wait_event(box_id, button, timeout=60, after=before)
+    except AssertionError as e:
+        raise AssertionError("%s\nthe box's console ends:\n%s" % (e, box.tail(30))) from None
+    box.wait_shown("received", n, timeout=60)
     return ev
 
 
@@ -244,3 +248,32 @@ def test_replace_a_broken_box(make_board, junction):
     ack = wire.decode_frame(pieces[0], lambda b: wire.BoxKey(bytes.fromhex(cfg["key"])), expect_down=True).msg
     assert (ack["type"], ack["event"], ack["status"]) == ("ACK", event, "stored")
     assert junction.events(BOX)[-1]["event_id"] == "%08x-%08x" % (BOX, event)
+
+
+@pytest.mark.timeout(300)
+def test_a_used_box_moved_to_another_junction_leaves_its_old_alarms_behind(make_board, junction):
+    """A box that served as box 17 (taken down with an alarm still on its
+    flash, never acknowledged) is provisioned as box 43 at another junction:
+    its old alarm must not reach the control room as a press at the new
+    junction, and the gateway's ACKs must get through (the old identity's
+    replay window stays behind too)."""
+    old_identity = {"box_id": 17, "key": "cd" * 32, "junction": "Bagiya Crossing", "board": "devkit_rs485", "link": "rs485", "bus_addr": 9,
+                    "heartbeat_s": 60, "event_start": 1}
+    box = make_board("used", deployed=True, config=old_identity)
+    box.wait_booted(0)
+    box.press("panic")  # nobody polls address 9: the alarm stays pending
+    box.wait_log(r"alarm 1 stored: panic", timeout=30)
+    box.release("panic")
+    # Its old gateway had sent it frames up to counter 5,000,000 (a COMMAND
+    # made the box persist that window; firmware/app.py REPLAY_FMT). The new
+    # gateway counts box 43's frames from far lower.
+    (box.flash / "replay.dat").write_bytes(struct.pack(">IIi", 5_000_000, 0, 0))
+    start = len(box.log)
+    r = run_cli("provision", "--port", box.port, "--box-id", "43", "--junction", "Rocket Tiraha", "--board", "devkit_rs485", "--bus-addr", "4",
+                env=junction.env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "this box was box 17 (Bagiya Crossing): its 1 undelivered alarm (event 1 panic) stays behind with that identity; removing outbox.log, replay.dat" in r.stdout, r.stdout
+    assert not (box.flash / "outbox.log").exists() and not (box.flash / "replay.dat").exists()
+    box.wait_booted(start)
+    ev = press_and_wait_stored(box, junction, "emergency", box_id=43)
+    assert [e["event_id"] for e in junction.events(43)] == [ev["event_id"]] == ["0000002b-00000001"]
