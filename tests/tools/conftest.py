@@ -54,6 +54,14 @@ def run_cli(*args, env=None, timeout=180, input=None):
     return subprocess.run([CALLBOX, *args], capture_output=True, text=True, timeout=timeout, env=e, input=input)
 
 
+def popen_cli(*args, **kw):
+    """Start the real `callbox` for a test that interrupts it (Ctrl-C). SIGINT
+    is reset to its default in the child: a test run started in the
+    background inherits it ignored, and Python then never raises
+    KeyboardInterrupt."""
+    return subprocess.Popen([CALLBOX, *args], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -26,7 +26,7 @@ from callbox_firmware import wire
 from callbox_tools.deploying import MANIFEST
 from callbox_tools.provisioning import EVENT_BLOCK
 
-from conftest import CALLBOX, run_cli
+from conftest import popen_cli, run_cli
 
 BOX = 42
 ADDR = 3
@@ -111,7 +111,7 @@ def test_new_board_to_a_box_the_gateway_hears(board, junction, bundle):
     # 5. monitor, read-only, while the citizen presses Emergency: the box's
     # lines, stamped; 7. the gateway stored the alarm.
     boots = len(board.boot_reasons)
-    mon = subprocess.Popen([CALLBOX, "monitor", "--port", board.port, "--seconds", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mon = popen_cli("monitor", "--port", board.port, "--seconds", "120", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(iter(mon.stdout.readline, "")), daemon=True)
     try:

@@ -13,10 +13,10 @@ import time
 import pytest
 
 from callbox_tools.board import JOURNAL, Board
-from callbox_tools.deploying import MANIFEST, Bundle, build_bundle, deploy, plan
-from callbox_tools.errors import EXIT_NO_MICROPYTHON, CommandError
+from callbox_tools.deploying import Bundle, build_bundle, deploy, plan
+from callbox_tools.errors import EXIT_NO_MICROPYTHON
 
-from conftest import CALLBOX, box_files, run_cli
+from conftest import box_files, popen_cli, run_cli
 
 
 def sha(b):
@@ -142,7 +142,7 @@ def test_cli_deploy_stopped_on_the_laptop(board, bundle, sig):
     """The real CLI process gets Ctrl-C (it leaves the raw REPL cleanly) or
     is killed outright (the laptop died: the box is left in the raw REPL,
     perhaps half way through a paste) in the middle of copying."""
-    proc = subprocess.Popen([CALLBOX, "deploy", "--port", board.port, "--no-reset"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_cli("deploy", "--port", board.port, "--no-reset", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Wait until three staged files are on the box, then stop the CLI.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(board.flash.rglob("*.new"))) < 3 and proc.poll() is None:

@@ -13,7 +13,7 @@ from callbox_tools.errors import EXIT_FAIL, EXIT_NO_MICROPYTHON, EXIT_USAGE
 from callbox_tools.monitoring import MAX_LINE_CHARS, LineStamper
 from callbox_tools.selftesting import parse_report
 
-from conftest import CALLBOX, run_cli
+from conftest import popen_cli, run_cli
 
 STAMP = r"\d\d:\d\d:\d\d\.\d\d\d  "
 CONFIG = {"box_id": 42, "key": "ab" * 32, "junction": "Ghantaghar Square", "board": "devkit_rs485", "link": "rs485", "bus_addr": 3,
@@ -45,7 +45,7 @@ def running_box(make_board):
 def test_monitor_restart_shows_the_boot(running_box):
     boots = len(running_box.boot_reasons)
     boot_line = re.compile(STAMP + r"\d+ I box 42: firmware [\d.]+, board devkit_rs485, link rs485, boot reason soft_reset$")
-    mon = subprocess.Popen([CALLBOX, "monitor", "--port", running_box.port, "--restart", "--seconds", "120"], stdout=subprocess.PIPE,
+    mon = popen_cli("monitor", "--port", running_box.port, "--restart", "--seconds", "120", stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     lines = []
     try:

@@ -15,7 +15,7 @@ from callbox_tools.deploying import deploy
 from callbox_tools.errors import EXIT_TIMEOUT
 from callbox_tools.provisioning import CONFIG, build_config, new_key_hex, provision
 
-from conftest import CALLBOX, box_files, run_cli
+from conftest import box_files, popen_cli, run_cli
 
 BOX, ADDR = 42, 3
 ARGS = ["--box-id", str(BOX), "--junction", "Ghantaghar Square", "--board", "devkit_rs485", "--bus-addr", str(ADDR)]
@@ -66,7 +66,7 @@ def in_service(make_board, junction):
 def test_deploy_cut_by_a_power_loss(in_service, junction, bundle):
     box = in_service
     before = visible(box.flash)
-    proc = subprocess.Popen([CALLBOX, "deploy", "--port", box.port], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen_cli("deploy", "--port", box.port, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while len(list(box.flash.glob("*" + STAGE_SUFFIX))) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
