@@ -156,7 +156,7 @@ class Ingest:
                     self.sup.box_alarm(box_id, m["kind"], m["restore"], now)
                 box = self.registry.get(box_id)
                 if box is not None and m["event"] < box.event_start:
-                    self.rlog.warning(("event_start", box_id), "alarm_below_event_start", box=box_id, event=m["event"], event_start=box.event_start,
+                    self.rlog.warning(("event_start", box_id), "alarm_below_event_start", box=box_id, alarm_event=m["event"], event_start=box.event_start,
                                       hint="the box's event counter was not set on replacement; check provisioning")
             out.ack = {"type": "ACK", "acked_type": "ALARM", "acked_counter": frame.counter, "event": m["event"], "status": out.status}
         elif t == wire.MSG_HEARTBEAT:

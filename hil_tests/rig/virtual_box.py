@@ -370,6 +370,7 @@ class VirtualBox:
         self._swallow = raw
         self._held = b""
         self._wdt = None
+        self._light = None  # a new boot shows its own light, not the last boot's
         self._drop_ctl()
         self.boot_reasons.append(reason)
         if raw:

@@ -186,3 +186,29 @@ def test_tls_listener(tmp_path):
             await gw.stop()
 
     run(main())
+
+
+def test_alarm_below_event_start_is_stored_and_acked_with_a_warning(tmp_path, caplog):
+    """A replacement box that was not given its event_start: its alarm must
+    still be stored and ACKed (the warning must never break the ingest)."""
+
+    async def main():
+        box = SimBox(77)
+        cfg = config(tmp_path, [box])
+        cfg.boxes[0]["event_start"] = 100
+        gw = await start(cfg)
+        try:
+            c = await LteBox.connect(gw, box)
+            await c.send(box.alarm("panic"))  # event 1 < event_start 100
+            ack = await c.recv()
+            assert ack.type_name == "ACK" and ack.msg["status"] == "stored" and ack.msg["event"] == 1
+            assert [e["kind"] for e in gw.store.events(77)] == ["panic"]
+            c.close()
+        finally:
+            await gw.stop()
+
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        run(main())
+    assert "alarm_below_event_start" in caplog.text
