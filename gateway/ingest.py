@@ -125,9 +125,15 @@ class Ingest:
             if conn_box is not None and frame.box_id != conn_box:
                 raise wire.WireError(wire.E_TYPE, "frame for box %d on box %d's connection" % (frame.box_id, conn_box), frame.box_id)
             if bus_addr is not None:
+                # The frame must come from the bus address the box is
+                # registered at. It may be a late reply from another box on
+                # the bus (it answered after its own slot ended): that frame
+                # is authenticated, so it is judged like any other and its
+                # ACK goes out in that box's next slot (rs485.BusMaster).
                 box = self.registry.get(frame.box_id)
-                if frame.addr != bus_addr or box is None or box.bus_addr != bus_addr:
-                    raise wire.WireError(wire.E_TYPE, "reply from address %d to a poll of %d" % (frame.addr, bus_addr), frame.box_id)
+                if box is None or frame.addr != box.bus_addr:
+                    raise wire.WireError(wire.E_TYPE, "frame from address %d, box registered at %s (poll of %d)" % (
+                        frame.addr, box.bus_addr if box else "no address", bus_addr), frame.box_id)
             w = self._window(frame.box_id)
             if frame.box_id not in self._touched:
                 self._touched[frame.box_id] = w.state()

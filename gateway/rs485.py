@@ -331,6 +331,12 @@ class BusMaster:
             done = asyncio.get_running_loop().create_future()
 
             def reply(outcome, ok, done=done):
+                if outcome.frame.addr != addr:
+                    # A late reply from another box: its ACK waits for that
+                    # box's own slot, so the bus stays collision-free.
+                    if ok and outcome.ack is not None:
+                        self.schedule.queue(outcome.frame.addr, (outcome.frame.box_id, outcome.ack))
+                    return
                 if not done.done():
                     done.set_result((outcome, ok))
 
@@ -341,6 +347,11 @@ class BusMaster:
                 # listening within the same deadline for the real frame.
                 continue
             self.last_reply[addr] = time.monotonic()
+            if out.frame.addr != addr:
+                # Judged and kept (reply() queues its ACK); keep listening for
+                # the polled box within the same deadline.
+                self.metrics.inc("rs485_late_replies", addr=out.frame.addr)
+                continue
             if out.ack is None:
                 return  # IDLE: nothing to wait for; the commit runs behind us
             try:

@@ -146,9 +146,16 @@ def test_wrong_box_on_connection_and_wrong_bus_address_rejected(tmp_path):
     with pytest.raises(wire.WireError) as e:
         ing.process(piece(a.heartbeat()), "lte", 0, 0, conn_box=2)
     assert e.value.reason == wire.E_TYPE
-    with pytest.raises(wire.WireError):
-        ing.process(piece(b.idle()), "rs485", 0, 0, bus_addr=5)
+    # A late reply from box b (address 4) while address 5 is polled is judged
+    # like any other authenticated frame; the bus master ACKs it in b's slot.
+    late = ing.process(piece(b.alarm("panic")), "rs485", 0, 0, bus_addr=5)
+    assert late.frame.addr == 4 and late.ack["status"] == "stored"
     assert ing.process(piece(b.idle()), "rs485", 0, 0, bus_addr=4).ack is None  # IDLE needs no ACK
+    # A frame whose address is not the one the box is registered at is refused.
+    b.addr = 6
+    with pytest.raises(wire.WireError) as e:
+        ing.process(piece(b.heartbeat()), "rs485", 0, 0, bus_addr=6)
+    assert e.value.reason == wire.E_TYPE
 
 
 def test_supervision_offline_restore_and_troubles(tmp_path):
