@@ -32,6 +32,9 @@ A76XX series answers the same way for everything used here):
     AT+CMGS="<number>"             "> " prompt, text, Ctrl-Z, +CMGS: <mr>  OK
                                    or +CMS ERROR: <err>
 
+A command's answer line starts with the command's name: AT+CSQ answers
++CSQ:, AT+CIPOPEN=... answers +CIPOPEN: (`AtModem.ask` relies on it).
+
 Unsolicited result codes (URCs) may arrive at any time, also between a
 command's lines:
 
@@ -46,70 +49,69 @@ line parser switches to a data state for exactly <len> bytes, so data is never
 mistaken for a line. Lines longer than _MAX_LINE are garbage (a baud-rate
 mismatch, line noise): dropped up to the next LF and counted, never buffered
 without bound.
+
+RAM: the box runs this from a heap of 64 KB, so tables that only need to be
+searched are kept as one string each (one heap object, instead of one per
+entry in a tuple or dict), and the clock and asyncio differences between
+MicroPython and CPython are settled once at import.
 """
 
-try:
+import asyncio
+
+try:  # MicroPython
     from micropython import const
-except ImportError:  # CPython
+    from time import ticks_ms, ticks_diff, ticks_add
+
+    sleep_ms = asyncio.sleep_ms
+except ImportError:  # CPython, where the tests run the same code: no wrap-around
+    from time import monotonic
+    from operator import add as ticks_add, sub as ticks_diff
 
     def const(x):
         return x
 
-
-try:
-    from time import ticks_ms, ticks_diff, ticks_add
-except ImportError:  # CPython
-    import time as _time
-
     def ticks_ms():
-        return int(_time.monotonic() * 1000)
+        return int(monotonic() * 1000)
 
-    def ticks_diff(a, b):
-        return a - b
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
 
-    def ticks_add(a, b):
-        return a + b
-
-
-import asyncio
 
 # ---------------------------------------------------------------- limits
 
 # The longest line the modem sends for the commands we use is well under 100
-# characters (+CIPOPEN? lists one socket per line); 256 leaves room for
-# operator names and ATI text. Anything longer is noise.
+# characters; 256 leaves room for operator names and ATI text. Anything
+# longer is noise.
 _MAX_LINE = const(256)
-# SIM7600 reports at most 1500 bytes per +RECEIVE (one IP packet). A larger
-# count is a corrupted header: it is still honoured (the modem will send that
-# many bytes) but counted.
-MAX_RECEIVE = const(1500)
 # Largest chunk the shell reads from the UART at once (the ESP32 UART driver's
 # RX ring is 256 bytes by default; larger reads only cost RAM).
 _READ_CHUNK = const(256)
+# How often the shell looks at the command in flight: bounds how late an
+# answer is taken up (a few ms next to the modem's own tens of ms). Polling
+# with asyncio.sleep_ms allocates nothing, where waiting for an Event with a
+# timeout (asyncio.wait_for_ms) creates two tasks each time.
+_POLL_MS = const(5)
+# Tries of AT before the modem counts as not answering (it may be booting).
+_PROBE_TRIES = const(5)
 # Text-mode SMS: 160 GSM 7-bit characters.
 SMS_MAX = const(160)
 
 # Per-command timeouts (ms), from the manual's "maximum response time" where
 # it gives one, otherwise generous for a loaded modem.
-T_SHORT_MS = const(2000)  # local commands: AT, ATE0, +CSQ, +CREG?, +CGDCONT
-T_CPIN_MS = const(5000)  # the manual allows 5 s while the SIM is read
-T_NETOPEN_MS = const(30000)  # PDP activation; the manual allows 120 s
-T_CIPOPEN_MS = const(30000)  # TCP handshake through the network
-T_CIPSEND_MS = const(15000)  # prompt + buffer; CIPTIMEOUT default is larger
-T_CLOSE_MS = const(10000)  # CIPCLOSE / NETCLOSE
-T_CMGS_MS = const(60000)  # SMS submission: the manual allows 60 s
+_T_SHORT_MS = const(2000)  # local commands: AT, ATE0, +CSQ, +CREG?, +CGDCONT
+_T_CPIN_MS = const(5000)  # the manual allows 5 s while the SIM is read
+_T_OPEN_MS = const(30000)  # NETOPEN (PDP activation, the manual allows 120 s), CIPOPEN (TCP handshake)
+_T_CIPSEND_MS = const(15000)  # prompt + buffer; CIPTIMEOUT default is larger
+_T_CLOSE_MS = const(10000)  # CIPCLOSE / NETCLOSE
+_T_CMGS_MS = const(60000)  # SMS submission: the manual allows 60 s
 
-# Core states.
-S_IDLE = const(0)  # no command in flight
-S_WAIT_PROMPT = const(1)  # sent a command that answers with "> " first
-S_WAIT_RESP = const(2)  # waiting for OK / ERROR
-S_WAIT_FINAL = const(3)  # got OK; waiting for the command's result URC
-S_PROMPTED = const(4)  # "> " seen; the shell writes the payload now
-
-# Parser states.
-_P_LINE = const(0)  # collecting a line up to LF
-_P_HUNT = const(1)  # dropping an overlong line up to the next LF
-_P_DATA = const(2)  # passing <len> raw bytes after +RECEIVE
+# Core states. In the first two the shell has work to do; in the others the
+# core waits for the modem.
+S_IDLE = const(0)  # no command in flight (or it is done: see `result`)
+_S_PROMPTED = const(1)  # "> " seen; the shell writes the payload now
+_S_WAIT_PROMPT = const(2)  # sent a command that answers with "> " first
+_S_WAIT_RESP = const(3)  # waiting for OK / ERROR
+_S_WAIT_FINAL = const(4)  # got OK; waiting for the command's result URC
 
 # Events returned by AtCore.feed / poll: tuples whose first item is one of:
 EV_URC = const(1)  # (EV_URC, line)
@@ -118,87 +120,53 @@ EV_PROMPT = const(3)  # (EV_PROMPT,): "> " seen; write the payload now
 EV_DONE = const(4)  # (EV_DONE, status, lines): status "OK", "ERROR", "+CME ERROR: 10", "TIMEOUT"
 EV_GARBAGE = const(5)  # (EV_GARBAGE, line): counted and dropped
 
-STATUS_OK = "OK"
-STATUS_TIMEOUT = "TIMEOUT"
+# A line's head is its text up to and including the first ':', or the whole
+# line when it has none ("+CREG: 2" -> "+CREG:", "RDY" -> "RDY").
 
-# Lines that may arrive unsolicited. A line matching the in-flight command's
-# prefix is its answer even if it is listed here (+CREG: is both).
-URC_PREFIXES = (
-    "+IPCLOSE:",
-    "+CIPEVENT:",
-    "+CREG:",
-    "+CEREG:",
-    "+CGREG:",
-    "+CPIN:",
-    "+CMTI:",
-    "+CGEV:",
-    "+CTZV:",
-    "RECV FROM:",
-    "RDY",
-    "SMS DONE",
-    "PB DONE",
-    "*ATREADY:",
-    # Result URCs of a command that already timed out arrive late:
-    "+NETOPEN:",
-    "+CIPOPEN:",
-    "+CIPSEND:",
-    "+CIPCLOSE:",
-    "+NETCLOSE:",
-    "+CMGS:",
+# Heads of lines that may arrive unsolicited. A line that belongs to the
+# command in flight (its answer or result line) is its answer even if it is
+# listed here (+CREG: is both). The last six are the result URCs of a command
+# that already timed out and arrive late.
+_URCS = "|+IPCLOSE:|+CIPEVENT:|+CREG:|+CEREG:|+CGREG:|+CPIN:|+CMTI:|+CGEV:|+CTZV:|RECV FROM:|RDY|SMS DONE|PB DONE|*ATREADY:|+NETOPEN:|+CIPOPEN:|+CIPSEND:|+CIPCLOSE:|+NETCLOSE:|+CMGS:|"
+# Heads of final error results.
+_ERRORS = "|ERROR|+CME ERROR:|+CMS ERROR:|+CIPERROR:|"
+
+# "|<status>=<hint>" for the final statuses worth a hint: 27.007 / 27.005
+# numeric codes (AT+CMEE=1), a +CPIN: state other than READY, and
+# "IP <err>" for the <err> of +NETOPEN: / +CIPOPEN:.
+_HINTS = (
+    "|+CME ERROR: 10=SIM not inserted; check the SIM card is seated"
+    "|+CME ERROR: 11=SIM PIN required; use a SIM without a PIN"
+    "|+CME ERROR: 13=SIM failure; replace the SIM"
+    "|+CME ERROR: 30=no network service; check the antenna and coverage"
+    "|+CMS ERROR: 310=SIM not inserted; check the SIM card is seated"
+    "|+CMS ERROR: 330=SMS centre unknown; set it with AT+CSCA"
+    "|+CMS ERROR: 331=no network service; check the antenna and coverage"
+    "|SIM PIN=use a SIM without a PIN"
+    "|TIMEOUT=modem not answering; check power and the UART wiring"
+    "|IP 1=network failure"
+    "|IP 2=network not opened"
+    "|IP 4=link already open"
+    "|IP 10=timeout"
+    "|IP 11=DNS lookup failed"
+    "|"
 )
 
-_ERROR_PREFIXES = ("+CME ERROR:", "+CMS ERROR:", "+CIPERROR:")
-
-# Error codes worth a hint (27.007 / 27.005 numeric, AT+CMEE=1).
-CME_HINTS = {
-    10: "SIM not inserted; check the SIM card is seated",
-    11: "SIM PIN required; use a SIM without a PIN",
-    13: "SIM failure; replace the SIM",
-    14: "SIM busy; retry",
-    30: "no network service; check the antenna and coverage",
-}
-CMS_HINTS = {
-    310: "SIM not inserted; check the SIM card is seated",
-    330: "SMS centre unknown; set it with AT+CSCA",
-    331: "no network service; check the antenna and coverage",
-    332: "network timeout; retry",
-    500: "unknown error",
-}
-# +CIPOPEN / +NETOPEN / +CIPCLOSE <err> values.
-IP_ERRORS = {
-    0: "ok",
-    1: "network failure",
-    2: "network not opened",
-    3: "wrong parameter",
-    4: "operation not supported (link already open?)",
-    5: "failed to create socket",
-    6: "failed to bind socket",
-    7: "TCP server already listening",
-    8: "busy",
-    9: "sockets opened",
-    10: "timeout",
-    11: "DNS parse failed",
-    255: "unknown error",
-}
+_UART_HINT = "check the modem's UART wiring"
 
 # ---------------------------------------------------------------- errors
 
 
 class ModemError(Exception):
-    """Anything the modem did not do. `name` names the box (and modem),
-    `command` the AT command, `status` the final result ("ERROR",
-    "+CME ERROR: 10", "TIMEOUT", ...)."""
+    """Anything the modem did not do. The message names the box and modem
+    (`name`, "box 42 modem"), the AT command, the final result (`status`:
+    "ERROR", "+CME ERROR: 10", "TIMEOUT", ...) and a hint; `lines` are the
+    command's information lines."""
 
     def __init__(self, name, command, status, hint="", lines=()):
-        self.name = name
-        self.command = command
         self.status = status
-        self.hint = hint
         self.lines = lines
-        msg = "%s: %s failed: %s" % (name, command, status)
-        if hint:
-            msg = msg + " (" + hint + ")"
-        super().__init__(msg)
+        super().__init__("%s: %s failed: %s%s" % (name, command, status, " (%s)" % hint if hint else ""))
 
 
 class AtTimeout(ModemError):
@@ -211,39 +179,31 @@ class AtCommandError(ModemError):
     URC (+CIPOPEN: 0,<err>)."""
 
 
-class ModemGone(ModemError):
-    """The UART stream ended (on the unix port: the simulator closed the
-    connection)."""
-
-
 def hint_for(status):
-    """A human hint for a final status, or ""."""
-    for prefix, table in (("+CME ERROR:", CME_HINTS), ("+CMS ERROR:", CMS_HINTS)):
-        if status.startswith(prefix):
-            try:
-                return table.get(int(status[len(prefix) :]), "")
-            except ValueError:
-                return ""
-    if status == STATUS_TIMEOUT:
-        return "modem not answering; check power and the UART wiring"
-    return ""
+    """A human hint for a final status, or for "IP <err>"; "" if none."""
+    i = _HINTS.find("|%s=" % status)
+    if i < 0:
+        return ""
+    i += len(status) + 2
+    return _HINTS[i : _HINTS.find("|", i)]
 
 
 # ---------------------------------------------------------------- pure helpers
 
 
-def _ints_after(line, prefix):
-    """The comma-separated integers after `prefix` in `line`."""
-    out = []
-    for part in line[len(prefix) :].split(","):
-        out.append(int(part.strip()))
-    return out
+def _listed(line, table):
+    """Is the line's head (its text up to and including the first ':', or
+    the whole line when it has none) one of the table's?"""
+    return "|%s|" % (line[: line.find(":") + 1] or line) in table
 
 
-def parse_csq(line):
-    """'+CSQ: 17,99' -> (17, 99)."""
-    v = _ints_after(line, "+CSQ:")
-    return v[0], v[1]
+def ints(line):
+    """The numbers after a line's head: '+CSQ: 17,99' -> [17, 99],
+    '+RECEIVE,0,6' -> [0, 6] (that one has no ':'). Raises ValueError."""
+    i = line.find(":")
+    if i < 0:
+        i = line.find(",")
+    return list(map(int, line[i + 1 :].split(",")))
 
 
 def csq_to_dbm(rssi):
@@ -259,41 +219,24 @@ def csq_to_dbm(rssi):
 
 
 def parse_reg(line):
-    """'+CREG: 0,1' or '+CEREG: 1' (URC) -> <stat> as int."""
-    i = line.index(":")
-    v = _ints_after(line, line[: i + 1])
-    return v[1] if len(v) >= 2 else v[0]
-
-
-REG_NOT = const(0)
-REG_HOME = const(1)
-REG_SEARCHING = const(2)
-REG_DENIED = const(3)
-REG_UNKNOWN = const(4)
-REG_ROAMING = const(5)
+    """'+CREG: 0,1' (answer) or '+CEREG: 1' (URC) -> <stat> as int."""
+    v = ints(line)
+    return v[1] if len(v) > 1 else v[0]
 
 
 def registered(stat):
-    return stat == REG_HOME or stat == REG_ROAMING
-
-
-def parse_result(line, prefix):
-    """'+CIPOPEN: 0,0' -> [0, 0]; '+NETOPEN: 0' -> [0]."""
-    return _ints_after(line, prefix)
+    """<stat> 1 (home network) or 5 (roaming)."""
+    return stat == 1 or stat == 5
 
 
 def sms_safe(text):
     """Text-mode SMS body: printable ASCII only (Ctrl-Z ends the message, ESC
     cancels it, and the GSM 7-bit alphabet lacks most of the rest), at most
     SMS_MAX characters."""
-    out = []
-    for ch in text:
-        o = ord(ch)
-        if o == 10 or 32 <= o < 127:
-            out.append(ch)
-        else:
-            out.append("?")
-    return "".join(out)[:SMS_MAX]
+    out = ""
+    for ch in text[:SMS_MAX]:
+        out += ch if ch == "\n" or " " <= ch <= "~" else "?"
+    return out
 
 
 # ---------------------------------------------------------------- the core
@@ -309,66 +252,44 @@ class AtCore:
     (status, lines) once the command is done and `take()` clears it."""
 
     def __init__(self):
-        # parser
-        self._pstate = _P_LINE
+        # parser: the line so far; what the next bytes are (> 0: that many
+        # raw data bytes of `_link`, after a +RECEIVE header; 0: lines; -1:
+        # the rest of an overlong line, dropped up to its LF).
         self._buf = bytearray()
-        self._data_link = 0
-        self._data_left = 0
+        self._raw = 0
+        self._link = 0
         # matcher
         self.state = S_IDLE
         self.command = None
-        self._prefix = None
-        self._final = None
-        self._lines = []
-        self._deadline = 0
         self.result = None
-        # counters
-        self.garbage = 0
-        self.echoes = 0
-        self.timeouts = 0
-        self.bad_receive = 0
-
-    # -------------------------------------------------- commands
+        self.garbage = 0  # lines counted and dropped
 
     def begin(self, command, now_ms, timeout_ms, prefix=None, final=None, prompt=False):
-        """Start `command` (text without CR). prefix: the information lines
-        that belong to it ("+CSQ:"); final: a result URC that must follow its
+        """Start `command` (text without CR). prefix: the head of its answer
+        lines ("+CSQ:"); final: the head of a result URC that must follow its
         OK ("+NETOPEN:"); prompt: it answers "> " first (CIPSEND, CMGS).
         Returns the bytes to write."""
         if self.state != S_IDLE:
-            raise ValueError("AT command %r still in flight" % (self.command,))
+            raise ValueError(self.command)  # still in flight
         self.command = command
         self._prefix = prefix
-        self._final = final
+        self._final = final  # None again once the result URC is in
         self._lines = []
         self.result = None
         self._deadline = ticks_add(now_ms, timeout_ms)
-        self.state = S_WAIT_PROMPT if prompt else S_WAIT_RESP
+        self.state = _S_WAIT_PROMPT if prompt else _S_WAIT_RESP
         return command.encode() + b"\r"
 
     def payload_sent(self):
         """The shell wrote the payload after the prompt."""
-        if self.state == S_PROMPTED:
-            self.state = S_WAIT_RESP
-
-    def remaining_ms(self, now_ms):
-        if self.state == S_IDLE:
-            return 0
-        return ticks_diff(self._deadline, now_ms)
+        if self.state == _S_PROMPTED:
+            self.state = _S_WAIT_RESP
 
     def poll(self, now_ms):
         """Events due at now_ms: a TIMEOUT for the command in flight."""
         if self.state != S_IDLE and ticks_diff(now_ms, self._deadline) >= 0:
-            self.timeouts += 1
-            return [self._done(STATUS_TIMEOUT)]
-        return []
-
-    def abort(self):
-        """Forget the command in flight (the UART is gone)."""
-        self.state = S_IDLE
-        self.command = None
-        self._lines = []
-        self.result = None
+            return [self._done("TIMEOUT")]
+        return ()  # (allocates nothing: the shell polls every few ms)
 
     def take(self):
         """(status, lines) of the finished command; clears it."""
@@ -380,168 +301,99 @@ class AtCore:
         self.result = (status, self._lines)
         self.state = S_IDLE
         self.command = None
-        self._lines = []
-        return (EV_DONE, status, self.result[1])
-
-    # -------------------------------------------------- parser
+        return (EV_DONE, status, self._lines)
 
     def feed(self, data):
         """Bytes from the modem -> list of events."""
-        events = []
+        ev = []
         i = 0
         n = len(data)
         while i < n:
-            if self._pstate == _P_DATA:
-                take = min(self._data_left, n - i)
-                events.append((EV_DATA, self._data_link, bytes(data[i : i + take])))
-                self._data_left -= take
-                i += take
-                if self._data_left == 0:
-                    self._pstate = _P_LINE
+            if self._raw > 0:  # TCP data after +RECEIVE
+                k = min(self._raw, n - i)
+                ev.append((EV_DATA, self._link, bytes(data[i : i + k])))
+                self._raw -= k
+                i += k
                 continue
             lf = data.find(b"\n", i)
             end = n if lf < 0 else lf
-            if self._pstate == _P_HUNT:
+            buf = self._buf
+            if self._raw < 0:  # dropping an overlong line
                 if lf >= 0:
-                    self._pstate = _P_LINE
-                i = end + 1
-                continue
-            if len(self._buf) + end - i > _MAX_LINE:
+                    self._raw = 0
+            elif len(buf) + end - i > _MAX_LINE:
                 self._buf = bytearray()
-                self._pstate = _P_HUNT
+                self._raw = -1
                 self.garbage += 1
-                events.append((EV_GARBAGE, "<overlong line>"))
-                continue
-            self._buf.extend(data[i:end])
-            i = end + 1
-            if lf < 0:
+                ev.append((EV_GARBAGE, "overlong"))
+                continue  # the rest up to the LF is dropped
+            elif lf >= 0:
+                buf.extend(data[i:end])
+                self._buf = bytearray()
+                self._line(buf, ev)
+            else:
+                buf.extend(data[i:end])
                 # No LF yet. The prompt is the only thing the modem sends
                 # without a line end: "\r\n> ".
-                if self.state == S_WAIT_PROMPT and self._buf[:1] == b">":
+                if self.state == _S_WAIT_PROMPT and buf[:1] == b">":
                     self._buf = bytearray()
-                    self.state = S_PROMPTED
-                    events.append((EV_PROMPT,))
-                break
-            raw = self._buf
-            self._buf = bytearray()
-            self._line(raw, events)
-        return events
+                    self.state = _S_PROMPTED
+                    ev.append((EV_PROMPT,))
+            i = end + 1
+        return ev
 
-    def _line(self, raw, events):
-        # Strip CRs and spaces at the ends (echo ends "\r", lines "\r\n",
-        # and the space of a "> " prompt split from its ">" is left over).
-        start = 0
-        end = len(raw)
-        while start < end and (raw[start] == 13 or raw[start] == 32):
-            start += 1
-        while end > start and (raw[end - 1] == 13 or raw[end - 1] == 32):
-            end -= 1
-        if start == end:
-            return
+    def _line(self, raw, ev):
         try:
-            line = bytes(raw[start:end]).decode()
-        except UnicodeError:
+            # Ends stripped: echo ends "\r", lines "\r\n", and the space of
+            # a "> " prompt split from its ">" is left over.
+            line = raw.decode().strip()
+        except UnicodeError:  # line noise, a baud-rate mismatch
             self.garbage += 1
-            events.append((EV_GARBAGE, repr(bytes(raw[start:end]))))
+            ev.append((EV_GARBAGE, repr(bytes(raw))))
             return
-        # The prompt can also arrive as a line of its own ("> " then LF on
-        # some firmware, or LF before the shell saw it).
-        if self.state == S_WAIT_PROMPT and line[:1] == ">":
-            self.state = S_PROMPTED
-            events.append((EV_PROMPT,))
+        if not line:
             return
-        if line.startswith("+RECEIVE,"):
-            try:
-                v = _ints_after(line, "+RECEIVE,")
-                link, size = v[0], v[1]
-                if size < 0:
-                    raise ValueError
-            except (ValueError, IndexError):
-                self.garbage += 1
-                events.append((EV_GARBAGE, line))
-                return
-            if size > MAX_RECEIVE:
-                self.bad_receive += 1
-            if size > 0:
-                self._pstate = _P_DATA
-                self._data_link = link
-                self._data_left = size
-            return
-        self._match(line, events)
-
-    # -------------------------------------------------- matcher
-
-    def _match(self, line, events):
         st = self.state
-        if st == S_IDLE:
-            if _is_urc(line):
-                events.append((EV_URC, line))
+        if st == _S_WAIT_PROMPT and line[0] == ">":
+            # The prompt as a line of its own ("> " then LF on some
+            # firmware, or LF before the shell saw it).
+            self.state = _S_PROMPTED
+            ev.append((EV_PROMPT,))
+        elif line.startswith("+RECEIVE,"):
+            try:
+                self._link, n = ints(line)
+                if n < 0:
+                    raise ValueError
+                self._raw = n
+            except ValueError:
+                self.garbage += 1
+                ev.append((EV_GARBAGE, line))
+        elif st == S_IDLE:
+            if _listed(line, _URCS):
+                ev.append((EV_URC, line))
             else:
                 self.garbage += 1
-                events.append((EV_GARBAGE, line))
-            return
-        if line == self.command:
-            self.echoes += 1  # echo (ATE1)
-            return
-        if line == "OK":
-            if self._final is not None and st != S_WAIT_FINAL:
-                self.state = S_WAIT_FINAL
-                if self._has_final():
-                    events.append(self._done(STATUS_OK))
+                ev.append((EV_GARBAGE, line))
+        elif line == self.command:
+            pass  # echo (ATE1, the power-on default)
+        elif line == "OK":
+            if self._final is None:  # none expected, or it came first
+                ev.append(self._done("OK"))
             else:
-                events.append(self._done(STATUS_OK))
-            return
-        if line == "ERROR" or _starts_any(line, _ERROR_PREFIXES):
-            events.append(self._done(line))
-            return
-        if self._final is not None and line.startswith(self._final):
+                self.state = _S_WAIT_FINAL
+        elif _listed(line, _ERRORS):
+            ev.append(self._done(line))
+        elif self._final is not None and line.startswith(self._final):
             self._lines.append(line)
-            if st == S_WAIT_FINAL:
-                events.append(self._done(STATUS_OK))
-            return
-        if self._prefix is not None and line.startswith(self._prefix):
+            self._final = None
+            if st == _S_WAIT_FINAL:
+                ev.append(self._done("OK"))
+        elif self._prefix is not None and line.startswith(self._prefix):
             self._lines.append(line)
-            return
-        if _is_urc(line):
-            events.append((EV_URC, line))
-            return
-        # Information text of the command (ATI, +IP ERROR: ...).
-        self._lines.append(line)
-
-    def _has_final(self):
-        for ln in self._lines:
-            if ln.startswith(self._final):
-                return True
-        return False
-
-
-def _starts_any(line, prefixes):
-    for p in prefixes:
-        if line.startswith(p):
-            return True
-    return False
-
-
-def _is_urc(line):
-    return _starts_any(line, URC_PREFIXES)
-
-
-# ---------------------------------------------------------------- asyncio helpers
-
-
-async def sleep_ms(ms):
-    if hasattr(asyncio, "sleep_ms"):
-        await asyncio.sleep_ms(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
-
-
-async def wait_ms(awaitable, ms):
-    """asyncio.wait_for with a timeout in ms on both interpreters; raises
-    asyncio.TimeoutError."""
-    if hasattr(asyncio, "wait_for_ms"):
-        return await asyncio.wait_for_ms(awaitable, ms)
-    return await asyncio.wait_for(awaitable, ms / 1000)
+        elif _listed(line, _URCS):
+            ev.append((EV_URC, line))
+        else:  # information text of the command (ATI, +IP ERROR: ...)
+            self._lines.append(line)
 
 
 # ---------------------------------------------------------------- the shell
@@ -553,6 +405,7 @@ class AtModem:
     on_data(link, bytes) receives TCP data (+RECEIVE) as it arrives, in
     pieces; on_urc(line) every other URC. Both are called from the reader
     task and must not block. `name` appears in every error ("box 42 modem").
+    log(level, msg) is the box's logger.
     """
 
     def __init__(self, reader, writer, name="modem", on_data=None, on_urc=None, log=None):
@@ -564,14 +417,8 @@ class AtModem:
         self._log = log
         self.core = AtCore()
         self._lock = asyncio.Lock()
-        self._changed = asyncio.Event()
         self._task = None
-        self.gone = False
-        self.urcs = 0
-
-    def log(self, level, msg):
-        if self._log is not None:
-            self._log(level, msg)
+        self.gone = False  # the UART stream ended (the simulator closed it)
 
     def start(self):
         if self._task is None:
@@ -580,7 +427,6 @@ class AtModem:
     def stop(self):
         if self._task is not None:
             self._task.cancel()
-            self._task = None
 
     async def _rx_loop(self):
         try:
@@ -589,25 +435,17 @@ class AtModem:
                 if not data:
                     break
                 for ev in self.core.feed(data):
-                    self._dispatch(ev)
+                    if ev[0] == EV_DATA:
+                        if self.on_data is not None:
+                            self.on_data(ev[1], ev[2])
+                    elif ev[0] == EV_URC and self.on_urc is not None:
+                        self.on_urc(ev[1])
+                    # EV_PROMPT, EV_DONE: _wait() sees the core's state;
+                    # EV_GARBAGE: counted in core.garbage.
         except OSError as e:
-            self.log("error", "%s: UART read failed: %r" % (self.name, e))
+            if self._log is not None:
+                self._log("error", "%s: UART read failed: %r" % (self.name, e))
         self.gone = True
-        self._changed.set()
-
-    def _dispatch(self, ev):
-        kind = ev[0]
-        if kind == EV_DATA:
-            if self.on_data is not None:
-                self.on_data(ev[1], ev[2])
-        elif kind == EV_URC:
-            self.urcs += 1
-            if self.on_urc is not None:
-                self.on_urc(ev[1])
-        elif kind == EV_GARBAGE:
-            self.log("debug", "%s: garbage line %s" % (self.name, ev[1]))
-        else:  # EV_PROMPT, EV_DONE
-            self._changed.set()
 
     async def _write(self, data):
         try:
@@ -615,178 +453,146 @@ class AtModem:
             await self._writer.drain()
         except OSError as e:
             self.gone = True
-            raise ModemGone(self.name, "UART write", repr(e), "check the modem's UART connection")
+            raise ModemError(self.name, "UART write", repr(e), _UART_HINT)
 
-    async def _wait_until(self, done):
-        """Wait until done() or the command's deadline (then the core reports
-        a TIMEOUT)."""
+    async def _wait(self):
+        """Until the command in flight is prompted or done (a timeout makes
+        it done), or the UART is gone."""
         core = self.core
-        while not done():
-            if self.gone:
-                return
-            for ev in core.poll(ticks_ms()):
-                self._dispatch(ev)
-            if done():
-                return
-            self._changed.clear()
-            try:
-                await wait_ms(self._changed.wait(), max(1, core.remaining_ms(ticks_ms())))
-            except asyncio.TimeoutError:
-                pass
+        while core.state > _S_PROMPTED and not self.gone:
+            await sleep_ms(_POLL_MS)
+            core.poll(ticks_ms())
 
-    async def command(self, command, timeout_ms=T_SHORT_MS, prefix=None, final=None, payload=None):
+    async def command(self, command, timeout_ms=_T_SHORT_MS, prefix=None, final=None, payload=None):
         """Send `command`; return its information lines on OK. With `payload`
         the command answers "> " first and the payload is written then.
-        Raises AtTimeout, AtCommandError, ModemGone."""
+        Raises AtTimeout, AtCommandError, or ModemError (UART gone)."""
         async with self._lock:
-            if self.gone:
-                raise ModemGone(self.name, command, "UART closed", "check the modem's UART connection")
             core = self.core
-            out = core.begin(command, ticks_ms(), timeout_ms, prefix, final, payload is not None)
-            await self._write(out)
-            if payload is not None:
-                await self._wait_until(lambda: core.state != S_WAIT_PROMPT)
-                if core.state == S_PROMPTED:
+            r = None
+            if not self.gone:
+                await self._write(core.begin(command, ticks_ms(), timeout_ms, prefix, final, payload is not None))
+                await self._wait()
+                if core.state == _S_PROMPTED:
                     await self._write(payload)
                     core.payload_sent()
-                elif core.result is not None and core.result[0] == STATUS_TIMEOUT:
-                    # The modem may still wait for data: ESC cancels.
+                    await self._wait()
+                elif payload is not None and core.result is not None and core.result[0] == "TIMEOUT":
+                    # No prompt in time: the modem may still wait for data; ESC cancels.
                     await self._write(b"\x1b")
-            await self._wait_until(lambda: core.result is not None)
-            if core.result is None:  # the UART ended mid-command
-                core.abort()
-                raise ModemGone(self.name, command, "UART closed", "check the modem's UART connection")
-            status, lines = core.take()
-            if status == STATUS_OK:
-                return lines
-            if status == STATUS_TIMEOUT:
-                raise AtTimeout(self.name, command, status, hint_for(status))
-            raise AtCommandError(self.name, command, status, hint_for(status), lines)
+                r = core.take()
+            if r is None:  # the UART ended before or during the command
+                raise ModemError(self.name, command, "UART ended", _UART_HINT)
+            if r[0] == "OK":
+                return r[1]
+            raise (AtTimeout if r[0] == "TIMEOUT" else AtCommandError)(self.name, command, r[0], hint_for(r[0]), r[1])
+
+    async def ask(self, command, timeout_ms=_T_SHORT_MS, final=False, payload=None):
+        """Send `command`; return its answer line, the one that starts with
+        the command's name ("AT+CSQ" -> "+CSQ: 20,99"). final: that line is a
+        result URC that follows the OK (+NETOPEN:, +CIPOPEN:, ...)."""
+        i = command.find("=")
+        head = command[2 : i if i > 0 else None].rstrip("?") + ":"
+        lines = await self.command(command, timeout_ms, None if final else head, head if final else None, payload)
+        for ln in lines:
+            if ln.startswith(head):
+                return ln
+        raise AtCommandError(self.name, command, "no %s line" % head)
+
+    def _ip_check(self, command, line):
+        """Raise AtCommandError unless a +NETOPEN: / +CIPOPEN: result line
+        ends in <err> 0."""
+        err = ints(line)[-1]
+        if err:
+            raise AtCommandError(self.name, command, line, hint_for("IP %d" % err))
 
     # -------------------------------------------------- SIMCom operations
 
-    async def probe(self, tries=5):
-        """AT until OK (the modem may still be booting), then echo off and
-        numeric errors."""
-        err = None
-        for _ in range(tries):
+    async def probe(self):
+        """AT until OK (the modem may still be booting; _PROBE_TRIES tries),
+        then echo off and numeric errors."""
+        for i in range(_PROBE_TRIES):
             try:
-                await self.command("AT", T_SHORT_MS)
+                await self.command("AT")
                 break
-            except ModemError as e:
-                err = e
-                if isinstance(e, ModemGone):
+            except ModemError:
+                if self.gone or i == _PROBE_TRIES - 1:
                     raise
-        else:
-            raise err
         await self.command("ATE0")
         await self.command("AT+CMEE=1")
 
     async def sim_ready(self):
         """True if AT+CPIN? answers READY; raises AtCommandError with a hint
         (SIM not inserted) otherwise."""
-        lines = await self.command("AT+CPIN?", T_CPIN_MS, prefix="+CPIN:")
-        for ln in lines:
-            if ln.startswith("+CPIN:"):
-                state = ln[6:].strip()
-                if state == "READY":
-                    return True
-                raise AtCommandError(self.name, "AT+CPIN?", state, "SIM not ready; use a SIM without a PIN")
-        raise AtCommandError(self.name, "AT+CPIN?", "no +CPIN line")
+        state = (await self.ask("AT+CPIN?", _T_CPIN_MS))[6:].strip()
+        if state != "READY":  # SIM PIN, SIM PUK, ...
+            raise AtCommandError(self.name, "AT+CPIN?", state, hint_for(state))
+        return True
 
     async def signal(self):
         """(rssi, ber) from AT+CSQ."""
-        lines = await self.command("AT+CSQ", T_SHORT_MS, prefix="+CSQ:")
-        for ln in lines:
-            if ln.startswith("+CSQ:"):
-                return parse_csq(ln)
-        raise AtCommandError(self.name, "AT+CSQ", "no +CSQ line")
+        v = ints(await self.ask("AT+CSQ"))
+        return v[0], v[1]
 
     async def registration(self):
-        """Best <stat> of AT+CREG? (2G/3G) and AT+CEREG? (LTE): registered if
-        either is; otherwise the LTE one."""
-        best = REG_UNKNOWN
-        for cmd, prefix in (("AT+CEREG?", "+CEREG:"), ("AT+CREG?", "+CREG:")):
-            lines = await self.command(cmd, T_SHORT_MS, prefix=prefix)
-            for ln in lines:
-                if ln.startswith(prefix):
-                    stat = parse_reg(ln)
-                    if registered(stat):
-                        return stat
-                    if best == REG_UNKNOWN:
-                        best = stat
-        return best
+        """<stat> of AT+CEREG? (LTE), or of AT+CREG? (2G/3G) when only that
+        one is registered."""
+        stat = parse_reg(await self.ask("AT+CEREG?"))
+        if not registered(stat):
+            other = parse_reg(await self.ask("AT+CREG?"))
+            if registered(other):
+                return other
+        return stat
 
     async def setup_pdp(self, apn):
         """PDP context 1 with the APN, sockets on it, non-transparent mode,
         data pushed in +RECEIVE URCs without the sender's address."""
-        await self.command('AT+CGDCONT=1,"IP","%s"' % apn)
-        await self.command("AT+CSOCKSETPN=1")
-        await self.command("AT+CIPMODE=0")
-        await self.command("AT+CIPSRIP=0")
-        await self.command("AT+CIPRXGET=0")
+        for setting in ('CGDCONT=1,"IP","%s" CSOCKSETPN=1 CIPMODE=0 CIPSRIP=0 CIPRXGET=0' % apn).split():
+            await self.command("AT+" + setting)  # (an APN has no spaces)
 
     async def net_open(self):
         """AT+NETOPEN; an already open network counts as success."""
         try:
-            lines = await self.command("AT+NETOPEN", T_NETOPEN_MS, final="+NETOPEN:")
+            line = await self.ask("AT+NETOPEN", _T_OPEN_MS, final=True)
         except AtCommandError as e:
-            if e.status == "ERROR":
-                # "+IP ERROR: Network is already opened" precedes the ERROR.
-                st = await self.command("AT+NETOPEN?", T_SHORT_MS, prefix="+NETOPEN:")
-                for ln in st:
-                    if ln.startswith("+NETOPEN:") and parse_result(ln, "+NETOPEN:")[0] == 1:
-                        return
-            raise
-        self._check_result(lines, "+NETOPEN:", 0, "AT+NETOPEN")
+            # "+IP ERROR: Network is already opened" precedes the ERROR.
+            if e.status != "ERROR" or ints(await self.ask("AT+NETOPEN?"))[0] != 1:
+                raise
+            return
+        self._ip_check("AT+NETOPEN", line)
 
     async def tcp_open(self, link, host, port):
         cmd = 'AT+CIPOPEN=%d,"TCP","%s",%d' % (link, host, port)
         try:
-            lines = await self.command(cmd, T_CIPOPEN_MS, final="+CIPOPEN:")
+            line = await self.ask(cmd, _T_OPEN_MS, final=True)
         except AtCommandError as e:
             # "+CIPOPEN: 0,4" then ERROR: link already open; ",2": no network.
-            self._check_result(e.lines, "+CIPOPEN:", 1, cmd, required=False)
+            for ln in e.lines:
+                if ln.startswith("+CIPOPEN:"):
+                    self._ip_check(cmd, ln)
             raise
-        self._check_result(lines, "+CIPOPEN:", 1, cmd)
+        self._ip_check(cmd, line)
 
     async def tcp_send(self, link, data):
         """Send bytes on a TCP link; returns the count the modem confirmed."""
         cmd = "AT+CIPSEND=%d,%d" % (link, len(data))
-        lines = await self.command(cmd, T_CIPSEND_MS, final="+CIPSEND:", payload=data)
-        for ln in lines:
-            if ln.startswith("+CIPSEND:"):
-                v = parse_result(ln, "+CIPSEND:")
-                if len(v) >= 3 and v[2] < v[1]:
-                    raise AtCommandError(self.name, cmd, ln, "modem buffer full or link down")
-                return v[-1]
-        raise AtCommandError(self.name, cmd, "no +CIPSEND line")
+        line = await self.ask(cmd, _T_CIPSEND_MS, final=True, payload=data)
+        v = ints(line)  # <link>,<requested>,<confirmed>
+        if len(v) > 2 and v[2] < v[1]:
+            raise AtCommandError(self.name, cmd, line, "modem buffer full or link down")
+        return v[-1]
 
-    async def tcp_close(self, link):
-        await self.command("AT+CIPCLOSE=%d" % link, T_CLOSE_MS, final="+CIPCLOSE:")
-
-    async def net_close(self):
-        await self.command("AT+NETCLOSE", T_CLOSE_MS, final="+NETCLOSE:")
+    async def close(self, link):
+        """AT+CIPCLOSE=<link>, then AT+NETCLOSE. Failures are ignored: either
+        may be closed already, or the modem gone."""
+        for cmd in ("AT+CIPCLOSE=%d" % link, "AT+NETCLOSE"):
+            try:
+                await self.ask(cmd, _T_CLOSE_MS, final=True)
+            except ModemError:
+                pass
 
     async def send_sms(self, number, text):
         """Text-mode SMS; returns the message reference from +CMGS."""
         await self.command("AT+CMGF=1")
-        body = sms_safe(text).encode()
-        cmd = 'AT+CMGS="%s"' % number
-        lines = await self.command(cmd, T_CMGS_MS, prefix="+CMGS:", payload=body + b"\x1a")
-        for ln in lines:
-            if ln.startswith("+CMGS:"):
-                return parse_result(ln, "+CMGS:")[0]
-        raise AtCommandError(self.name, cmd, "no +CMGS line")
-
-    def _check_result(self, lines, prefix, index, cmd, required=True):
-        """Raise AtCommandError unless the `prefix` line has 0 at `index`."""
-        for ln in lines:
-            if ln.startswith(prefix):
-                v = parse_result(ln, prefix)
-                err = v[index] if len(v) > index else 255
-                if err != 0:
-                    raise AtCommandError(self.name, cmd, ln, IP_ERRORS.get(err, "error %d" % err), lines)
-                return
-        if required:
-            raise AtCommandError(self.name, cmd, "no %s line" % prefix, "", lines)
+        line = await self.ask('AT+CMGS="%s"' % number, _T_CMGS_MS, payload=sms_safe(text).encode() + b"\x1a")
+        return ints(line)[0]

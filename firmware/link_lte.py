@@ -15,7 +15,9 @@ Implements the Link contract of link.py. Three layers:
   UP ends when the gateway stops answering (keepalive), the modem reports
   +IPCLOSE / +CIPEVENT, registration is lost, or an AT command fails. Every
   end is followed by a teardown (CIPCLOSE, NETCLOSE) and a capped exponential
-  backoff, reset once the gateway has answered on the new connection.
+  backoff, reset once the gateway has answered on the new connection. A
+  connection attempt closes the socket and network first as well: a box
+  reset leaves them open on the modem.
 
 Keepalive. network.PPP (and a modem's TCP stack) can take minutes to notice
 that a path is dead, so the link watches the application: the gateway answers
@@ -38,14 +40,6 @@ registered), which is the case it exists for.
 """
 
 try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
-
-try:
     import at_modem
     from link import Link
     from wire import WireError, FrameReader, MSG_POLL
@@ -54,20 +48,13 @@ except ImportError:  # CPython: the firmware folder is the package callbox_firmw
     from .link import Link
     from .wire import WireError, FrameReader, MSG_POLL
 
-try:
-    from random import getrandbits
-except ImportError:  # pragma: no cover
+from random import getrandbits
 
-    def getrandbits(n):
-        return 0
-
-
-import asyncio
-
+const = at_modem.const
 ticks_ms = at_modem.ticks_ms
 ticks_diff = at_modem.ticks_diff
 sleep_ms = at_modem.sleep_ms
-wait_ms = at_modem.wait_ms
+registered = at_modem.registered
 ModemError = at_modem.ModemError
 
 # ---------------------------------------------------------------- limits
@@ -76,50 +63,36 @@ _LINK = const(0)  # the modem's socket number for the gateway connection
 # Gateway round trip over LTE is 50-500 ms; the gateway may spend a few
 # seconds storing an alarm. 20 s catches a dead path long before the host's
 # alarm retry gives up, without flapping on a slow cell.
-ANSWER_TIMEOUT_MS = const(20000)
-# Modem health and RSSI poll while UP (two AT commands, < 50 ms of UART).
-PROBE_INTERVAL_MS = const(30000)
+_ANSWER_TIMEOUT_MS = const(20000)
+# Modem health and RSSI poll while UP (three AT commands, < 50 ms of UART).
+_PROBE_INTERVAL_MS = const(30000)
 # Reconnect backoff: 1 s, 2 s, 4 s ... capped at 60 s (a box must be back
 # within a minute of the network returning; a cell that refuses us must not
 # be hammered).
-BACKOFF_BASE_MS = const(1000)
-BACKOFF_CAP_MS = const(60000)
+_BACKOFF_BASE_MS = const(1000)
+_BACKOFF_CAP_MS = const(60000)
 # Registration after power-on can take a minute or two on a weak cell.
-REGISTER_TIMEOUT_MS = const(120000)
+_REGISTER_TIMEOUT_MS = const(120000)
 _REG_POLL_MS = const(2000)
-# How often the UP loop looks at URC-reported drops and the keepalive when the
-# host is quiet: bounds how late a +IPCLOSE is acted on, costs 5 wake-ups/s.
-_TICK_MS = const(200)
+# How often the UP loop looks at host.pending, URC-reported drops and the
+# keepalive: bounds how late a frame goes out after the host has it. Polling
+# with asyncio.sleep_ms allocates nothing, where waiting for host.pending
+# with a timeout (asyncio.wait_for_ms) creates two tasks each time.
+_TICK_MS = const(20)
+# Indian Standard Time: the SMS is read by a person in Kanpur.
+_IST_MINUTES = const(330)
 
-# States (self.state), for logs, the heartbeat and tests.
-ST_OFF = "off"
-ST_PROBE = "probe"
-ST_SIM = "sim"
-ST_REGISTER = "register"
-ST_PDP = "pdp"
-ST_CONNECT = "connect"
-ST_UP = "up"
-ST_BACKOFF = "backoff"
-
-
-class LinkDown(ModemError):
-    """The LTE data path is down; `status` says why."""
-
-    def __init__(self, name, reason, hint=""):
-        super().__init__(name, "LTE link", reason, hint)
-
+_COVERAGE = "check the antenna and coverage"
 
 # ---------------------------------------------------------------- pure policy
 
 
-def next_delay_ms(tries, base_ms=BACKOFF_BASE_MS, cap_ms=BACKOFF_CAP_MS, jitter8=0):
+def next_delay_ms(tries, base_ms=_BACKOFF_BASE_MS, cap_ms=_BACKOFF_CAP_MS, jitter8=0):
     """Delay before reconnect attempt number `tries` (0 = first retry):
     base_ms * 2**tries, capped at cap_ms, then shortened by up to 25 % by
     jitter8 (0..255, random in the firmware) so boxes that lost the same
     cell do not come back in lockstep."""
-    if tries < 0:
-        tries = 0
-    d = base_ms << min(tries, 20)  # the shift is bounded: no huge ints
+    d = base_ms << min(max(tries, 0), 20)  # the shift is bounded: no huge ints
     if d > cap_ms:
         d = cap_ms
     return d - (d * jitter8) // 1024
@@ -130,32 +103,22 @@ class Keepalive:
 
     sent(now) when a frame went out, answered(now) when a verified frame came
     back; dead(now) once a frame has waited answer_timeout_ms for any answer.
+    `since` is the time of the oldest unanswered send (None: none).
     """
 
-    def __init__(self, answer_timeout_ms=ANSWER_TIMEOUT_MS):
+    def __init__(self, answer_timeout_ms=_ANSWER_TIMEOUT_MS):
         self.answer_timeout_ms = answer_timeout_ms
-        self._since = None  # ticks of the oldest unanswered send
-        self.last_answer = None
-
-    def reset(self):
-        self._since = None
+        self.since = None
 
     def sent(self, now_ms):
-        if self._since is None:
-            self._since = now_ms
+        if self.since is None:
+            self.since = now_ms
 
     def answered(self, now_ms):
-        self._since = None
-        self.last_answer = now_ms
-
-    def waiting_ms(self, now_ms):
-        """How long the oldest unanswered frame has waited (0 if none)."""
-        if self._since is None:
-            return 0
-        return ticks_diff(now_ms, self._since)
+        self.since = None
 
     def dead(self, now_ms):
-        return self._since is not None and ticks_diff(now_ms, self._since) >= self.answer_timeout_ms
+        return self.since is not None and ticks_diff(now_ms, self.since) >= self.answer_timeout_ms
 
 
 def civil_from_unix(t):
@@ -176,11 +139,7 @@ def civil_from_unix(t):
     return y, m, d, secs // 3600, (secs // 60) % 60, secs % 60
 
 
-# Indian Standard Time: the SMS is read by a person in Kanpur.
-IST_MINUTES = const(330)
-
-
-def format_alarm_sms(box_id, junction, kind, event, time_s, time_synced=True, tz_minutes=IST_MINUTES, tz_name="IST"):
+def format_alarm_sms(box_id, junction, kind, event, time_s, time_synced=True, tz_minutes=_IST_MINUTES, tz_name="IST"):
     """The SMS sent for an alarm the gateway has not acknowledged:
 
         CALLBOX PANIC box 42 Ghantaghar Square 28-11-2026 19:20:01 IST ev 0000002a-00000007 no data link
@@ -196,11 +155,8 @@ def format_alarm_sms(box_id, junction, kind, event, time_s, time_synced=True, tz
         when = "uptime %ds" % time_s
     head = "CALLBOX %s box %d " % (str(kind).upper(), box_id)
     tail = " %s ev %08x-%08x no data link" % (when, box_id, event)
-    room = at_modem.SMS_MAX - len(head) - len(tail)
-    name = at_modem.sms_safe(junction or "?")
-    if len(name) > room:
-        name = name[: max(0, room)]
-    return at_modem.sms_safe(head + name + tail)
+    room = max(0, at_modem.SMS_MAX - len(head) - len(tail))
+    return at_modem.sms_safe(head + at_modem.sms_safe(junction or "?")[:room] + tail)
 
 
 # ---------------------------------------------------------------- the link
@@ -223,11 +179,11 @@ class LteLink(Link):
         apn="internet",
         sms_number=None,
         box_id=0,
-        answer_timeout_ms=ANSWER_TIMEOUT_MS,
-        probe_interval_ms=PROBE_INTERVAL_MS,
-        backoff_base_ms=BACKOFF_BASE_MS,
-        backoff_cap_ms=BACKOFF_CAP_MS,
-        register_timeout_ms=REGISTER_TIMEOUT_MS,
+        answer_timeout_ms=_ANSWER_TIMEOUT_MS,
+        probe_interval_ms=_PROBE_INTERVAL_MS,
+        backoff_base_ms=_BACKOFF_BASE_MS,
+        backoff_cap_ms=_BACKOFF_CAP_MS,
+        register_timeout_ms=_REGISTER_TIMEOUT_MS,
     ):
         super().__init__(host)
         self._open_uart = open_uart
@@ -235,7 +191,6 @@ class LteLink(Link):
         self.gateway_port = gateway_port
         self.apn = apn
         self.sms_number = sms_number
-        self.box_id = box_id
         self.label = "box %d modem" % box_id
         self.probe_interval_ms = probe_interval_ms
         self.backoff_base_ms = backoff_base_ms
@@ -243,25 +198,14 @@ class LteLink(Link):
         self.register_timeout_ms = register_timeout_ms
         self.keepalive = Keepalive(answer_timeout_ms)
         self.modem = None
-        self.state = ST_OFF
+        self.state = "off"  # off probe sim register pdp connect up backoff
         self.tries = 0
         self.last_error = None
         self.frames_sent = 0
         self.frames_received = 0
         self.connects = 0
-        self.sms_sent = 0
         self._frames = FrameReader()
-        self._down_reason = None
-
-    # -------------------------------------------------- logging
-
-    def _log(self, level, msg):
-        self.host.log(level, "lte: " + msg)
-
-    def _set_state(self, st):
-        if st != self.state:
-            self.state = st
-            self._log("debug", "state " + st)
+        self._down_reason = None  # set by a URC that ends UP
 
     # -------------------------------------------------- main task
 
@@ -269,146 +213,108 @@ class LteLink(Link):
         try:
             while True:
                 try:
-                    await self._ensure_modem()
                     await self._connect()
                     await self._session()
-                except ModemError as e:
-                    self._failed(e)
-                except Exception as e:  # a bug must not end the link for good
-                    self.count("bug")
-                    self._failed(e)
+                except Exception as e:  # a ModemError; a bug must not end the link for good
+                    if isinstance(e, ModemError):
+                        reason = str(e)
+                    else:
+                        self.count("bug")
+                        reason = "%s: %r" % (self.label, e)
+                    self.count("down")
+                    # The first failure of a kind is a warning, repeats are debug.
+                    self.host.log("debug" if reason == self.last_error else "warning", "lte: link down: " + reason)
+                    self.last_error = reason
                 self.up = False
-                await self._teardown()
+                if self.modem is not None:
+                    await self.modem.close(_LINK)
                 delay = next_delay_ms(self.tries, self.backoff_base_ms, self.backoff_cap_ms, getrandbits(8))
                 self.tries += 1
-                self._set_state(ST_BACKOFF)
-                self._log("debug", "reconnect in %d ms (try %d)" % (delay, self.tries))
+                self.state = "backoff"
+                self.host.log("debug", "lte: backoff %d ms, try %d" % (delay, self.tries))
                 await sleep_ms(delay)
         finally:
             self.up = False
-            self._set_state(ST_OFF)
+            self.state = "off"
             if self.modem is not None:
                 self.modem.stop()
 
-    def _failed(self, e):
-        reason = str(e) if isinstance(e, ModemError) else "%s: %r" % (self.label, e)
-        self.count("down")
-        # The first failure of a kind is a warning, repeats are debug.
-        if reason != self.last_error:
-            self._log("warning", "link down: " + reason)
-        else:
-            self._log("debug", "link down again: " + reason)
-        self.last_error = reason
-
-    async def _ensure_modem(self):
-        if self.modem is not None and not self.modem.gone:
-            return
-        if self.modem is not None:
-            self.modem.stop()
-        self._set_state(ST_PROBE)
-        reader, writer = await self._open_uart()
-        self.modem = at_modem.AtModem(reader, writer, self.label, self._on_data, self._on_urc, self.host.log)
-        self.modem.start()
-
     async def _connect(self):
         m = self.modem
-        self._set_state(ST_PROBE)
+        self.state = "probe"
+        if m is None or m.gone:
+            if m is not None:
+                m.stop()
+            reader, writer = await self._open_uart()
+            m = self.modem = at_modem.AtModem(reader, writer, self.label, self._on_data, self._on_urc, self.host.log)
+            m.start()
         await m.probe()
-        self._set_state(ST_SIM)
+        self.state = "sim"
         await m.sim_ready()
-        self._set_state(ST_REGISTER)
+        self.state = "register"
         waited = 0
         while True:
-            stat = await m.registration()
-            if at_modem.registered(stat):
+            stat = await self._check()
+            if registered(stat):
                 break
-            if stat == at_modem.REG_DENIED:
-                raise LinkDown(self.label, "registration denied", "check the SIM's plan with the operator")
-            if waited >= self.register_timeout_ms:
-                raise LinkDown(self.label, "not registered after %d ms (stat %d)" % (waited, stat), "check the antenna and coverage")
+            if stat == 3 or waited >= self.register_timeout_ms:
+                hint = "registration denied: check the SIM's plan with the operator" if stat == 3 else _COVERAGE
+                raise ModemError(self.label, "LTE link", "not registered after %d ms (stat %d)" % (waited, stat), hint)
             await sleep_ms(_REG_POLL_MS)
             waited += _REG_POLL_MS
-        await self._update_rssi()
-        self._set_state(ST_PDP)
+        self.state = "pdp"
+        await m.close(_LINK)  # left open by a box reset
         await m.setup_pdp(self.apn)
         await m.net_open()
-        self._set_state(ST_CONNECT)
-        try:
-            await m.tcp_close(_LINK)  # a socket left open by a box reset
-        except ModemError:
-            pass
+        self.state = "connect"
         self._frames = FrameReader()
         self._down_reason = None
-        self.keepalive.reset()
+        self.keepalive.since = None
         await m.tcp_open(_LINK, self.gateway_host, self.gateway_port)
         self.connects += 1
         self.up = True
-        self._set_state(ST_UP)
-        self._log("info", "up to %s:%d, rssi %d dBm" % (self.gateway_host, self.gateway_port, self.rssi_dbm))
+        self.state = "up"
+        self.host.log("info", "lte: up to %s:%d, rssi %d dBm" % (self.gateway_host, self.gateway_port, self.rssi_dbm))
         # Anything the host still holds goes out on the new connection now.
         self.host.pending.set()
+
+    async def _check(self):
+        """AT+CSQ (kept in rssi_dbm) and the registration <stat>; also
+        proves that the modem answers."""
+        self.rssi_dbm = at_modem.csq_to_dbm((await self.modem.signal())[0])
+        return await self.modem.registration()
 
     async def _session(self):
         host = self.host
         ka = self.keepalive
-        last_probe = ticks_ms()
+        last_check = ticks_ms()
         while True:
-            if self._down_reason is not None:
-                raise LinkDown(self.label, self._down_reason)
             now = ticks_ms()
+            if self._down_reason is not None:
+                raise ModemError(self.label, "LTE link", self._down_reason)
             if ka.dead(now):
                 self.count("keepalive")
-                raise LinkDown(self.label, "no answer from the gateway for %d ms" % ka.waiting_ms(now), "check the gateway and the APN's routing")
-            if ticks_diff(now, last_probe) >= self.probe_interval_ms:
-                last_probe = now
-                await self._probe()
-                continue
-            if host.pending.is_set():
+                raise ModemError(self.label, "LTE link", "no answer from the gateway for %d ms" % ticks_diff(now, ka.since), "check the gateway and the APN's routing")
+            if ticks_diff(now, last_check) >= self.probe_interval_ms:
+                last_check = now
+                stat = await self._check()
+                if not registered(stat):
+                    raise ModemError(self.label, "LTE link", "registration lost (stat %d)" % stat, _COVERAGE)
+            elif host.pending.is_set():
                 host.pending.clear()
                 frame = host.next_up_frame(self)
                 if frame is not None:
-                    await self._send(frame)
-                continue
-            try:
-                await wait_ms(host.pending.wait(), _TICK_MS)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _send(self, frame):
-        try:
-            await self.modem.tcp_send(_LINK, frame)
-        except ModemError:
-            # The host keeps its frame; make sure it is asked again.
-            self.count("send_fail")
-            self.host.pending.set()
-            raise
-        self.frames_sent += 1
-        self.keepalive.sent(ticks_ms())
-
-    async def _probe(self):
-        await self._update_rssi()
-        stat = await self.modem.registration()
-        if not at_modem.registered(stat):
-            raise LinkDown(self.label, "registration lost (stat %d)" % stat, "check the antenna and coverage")
-
-    async def _update_rssi(self):
-        rssi, _ber = await self.modem.signal()
-        self.rssi_dbm = at_modem.csq_to_dbm(rssi)
-
-    async def _teardown(self):
-        """Close the socket and the network, ignoring failures (they may be
-        closed already, or the modem may be gone)."""
-        m = self.modem
-        if m is None or m.gone:
-            return
-        try:
-            await m.tcp_close(_LINK)
-        except ModemError:
-            pass
-        try:
-            await m.net_close()
-        except ModemError:
-            pass
+                    try:
+                        await self.modem.tcp_send(_LINK, frame)
+                    except ModemError:
+                        # The host keeps its frame; make sure it is asked again.
+                        self.count("send_fail")
+                        host.pending.set()
+                        raise
+                    self.frames_sent += 1
+                    ka.sent(ticks_ms())
+            else:
+                await sleep_ms(_TICK_MS)
 
     # -------------------------------------------------- modem callbacks
 
@@ -428,35 +334,31 @@ class LteLink(Link):
             # The backoff restarts only once the gateway has answered: a
             # link that connects and dies at once keeps backing off.
             self.tries = 0
-            if frame.mtype == MSG_POLL:
-                continue
-            host.on_frame(frame, self)
+            if frame.mtype != MSG_POLL:
+                host.on_frame(frame, self)
 
     def _on_urc(self, line):
+        """A URC that ends UP leaves its reason for the UP loop."""
         if line.startswith("+IPCLOSE:"):
-            v = at_modem.parse_result(line, "+IPCLOSE:")
+            v = at_modem.ints(line)
             if v[0] == _LINK:
-                self._down_reason = "connection closed (+IPCLOSE reason %d)" % (v[1] if len(v) > 1 else -1)
-        elif line.startswith("+CIPEVENT:"):
-            self._down_reason = "network closed (%s)" % line[10:].strip()
-        elif line == "RDY":
-            self._down_reason = "modem restarted"
+                self._down_reason = "TCP closed (+IPCLOSE reason %d)" % v[-1]
+        elif line.startswith("+CIPEVENT:") or line == "RDY":  # RDY: the modem restarted
+            self._down_reason = "network closed (%s)" % line
         elif line.startswith("+CREG:") or line.startswith("+CEREG:"):
-            if not at_modem.registered(at_modem.parse_reg(line)):
-                self._down_reason = "registration lost (%s)" % line
+            stat = at_modem.parse_reg(line)
+            if not registered(stat):
+                self._down_reason = "registration lost (stat %d)" % stat
 
     # -------------------------------------------------- SMS
 
     async def send_sms(self, text, number=None):
         """Send an SMS (text mode) through the modem; returns the message
-        reference. Raises ModemError (LinkDown if no number is configured or
-        the modem is not open yet); the caller decides whether to retry."""
+        reference. Raises ModemError (also if no number is configured or the
+        modem is not open yet); the caller decides whether to retry."""
         number = number or self.sms_number
         if not number:
-            raise LinkDown(self.label, "no SMS number configured", "set sms_number in the board's LTE config")
-        if self.modem is None or self.modem.gone:
-            raise LinkDown(self.label, "modem not open", "wait for the LTE link task to start")
-        mr = await self.modem.send_sms(number, text)
-        self.sms_sent += 1
-        self._log("info", "SMS %d sent to the fallback number" % mr)
-        return mr
+            raise ModemError(self.label, "SMS", "no number configured")
+        if self.modem is None:
+            raise ModemError(self.label, "SMS", "modem not open")
+        return await self.modem.send_sms(number, text)
