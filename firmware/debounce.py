@@ -55,30 +55,27 @@ except ImportError:  # CPython: plain integers
 
 
 class Debouncer:
-    __slots__ = ("state", "stuck", "press_ms", "release_ms", "stuck_ms", "_cand", "_since", "_pressed_at")
-
     def __init__(self, press_ms=PRESS_CONFIRM_MS, release_ms=RELEASE_CONFIRM_MS, stuck_ms=STUCK_MS, initial=0):
         self.press_ms = press_ms
         self.release_ms = release_ms
         self.stuck_ms = stuck_ms
         self.state = initial  # confirmed logical level
         self.stuck = False
-        self._cand = initial  # level being confirmed
-        self._since = None  # when the candidate level was first seen
+        # When the other level (levels are 0 or 1: the only candidate) was
+        # first seen without a break; None while samples agree with state.
+        self._since = None
         self._pressed_at = None
 
     def update(self, level, now_ms):
         """Feed one sample; return one EV_* code."""
         level = 1 if level else 0
         if level == self.state:
-            self._cand = level
             self._since = None
             if level and self.stuck_ms and not self.stuck and _diff(now_ms, self._pressed_at) >= self.stuck_ms:
                 self.stuck = True
                 return EV_STUCK
             return EV_NONE
-        if level != self._cand or self._since is None:
-            self._cand = level
+        if self._since is None:
             self._since = now_ms
         need = self.press_ms if level else self.release_ms
         if _diff(now_ms, self._since) < need:

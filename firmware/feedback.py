@@ -30,67 +30,58 @@ except ImportError:
         return a - b
 
 
-IDLE = "idle"
-SENDING = "sending"
-RECEIVED = "received"
-CONNECTED = "connected"
-FAULT = "fault"
-STATES = (IDLE, SENDING, RECEIVED, CONNECTED, FAULT)
-
-RECEIVED_HOLD_MS = const(60000)  # "received" stays this long without a call
-ENDED_HOLD_MS = const(10000)  # after a call ends, "received" for this long
-BEEP_MS = const(120)
+# The states are plain strings (short strings are interned: no RAM each).
+_RECEIVED_HOLD_MS = const(60000)  # "received" stays this long without a call
+_ENDED_HOLD_MS = const(10000)  # after a call ends, "received" for this long
+_BEEP_MS = const(120)
 
 
 class Beacon:
     def __init__(self, now_ms):
-        self.state = IDLE
+        self.state = "idle"
         self.since = now_ms
         self.event = None
         self.fault = False
-        self._hold = RECEIVED_HOLD_MS
+        self._hold = _RECEIVED_HOLD_MS
 
-    def _go(self, state, now_ms, hold=RECEIVED_HOLD_MS):
-        if state != self.state:
-            self.state = state
-            self.since = now_ms
+    def _go(self, state, now_ms, hold=_RECEIVED_HOLD_MS):
+        # Enter state, restarting its light and buzzer pattern.
+        self.state = state
+        self.since = now_ms
         self._hold = hold
 
     def shown(self):
-        if self.state == IDLE and self.fault:
-            return FAULT
+        if self.state == "idle" and self.fault:
+            return "fault"
         return self.state
 
     def press(self, event, now_ms):
-        if self.state == CONNECTED:
-            return
-        self.event = event
-        self.state = None
-        self._go(SENDING, now_ms)
+        if self.state != "connected":
+            self.event = event
+            self._go("sending", now_ms)
 
     def ack(self, event, now_ms):
-        if self.state == SENDING and event == self.event:
-            self._go(RECEIVED, now_ms)
+        if self.state == "sending" and event == self.event:
+            self._go("received", now_ms)
 
     def call(self, call_state, event, now_ms):
         if call_state == "connected":
-            self._go(CONNECTED, now_ms)
+            if self.state != "connected":
+                self._go("connected", now_ms)
         elif call_state in ("ringing", "dispatched"):
-            if self.state != CONNECTED:
-                self.state = None
-                self._go(RECEIVED, now_ms)
-        elif call_state == "ended" or call_state == "idle":
-            if self.state in (CONNECTED, RECEIVED):
-                self.state = None
-                self._go(RECEIVED, now_ms, ENDED_HOLD_MS)
+            if self.state != "connected":
+                self._go("received", now_ms)
+        elif call_state in ("ended", "idle"):
+            if self.state in ("connected", "received"):
+                self._go("received", now_ms, _ENDED_HOLD_MS)
 
     def set_fault(self, fault):
         self.fault = bool(fault)
 
     def tick(self, now_ms):
         """Time-outs; returns True when the shown state changed."""
-        if self.state == RECEIVED and _diff(now_ms, self.since) >= self._hold:
-            self._go(IDLE, now_ms)
+        if self.state == "received" and _diff(now_ms, self.since) >= self._hold:
+            self._go("idle", now_ms)
             return True
         return False
 
@@ -98,12 +89,12 @@ class Beacon:
         """(light, buzzer) levels, logical (1 = on)."""
         t = _diff(now_ms, self.since)
         s = self.shown()
-        if s == SENDING:
-            return (1 if (t // 250) % 2 == 0 else 0, 1 if t < BEEP_MS else 0)
-        if s == RECEIVED:
-            return (1, 1 if (t < BEEP_MS or 2 * BEEP_MS <= t < 3 * BEEP_MS) else 0)
-        if s == CONNECTED:
+        if s == "sending":
+            return (1 if (t // 250) % 2 == 0 else 0, 1 if t < _BEEP_MS else 0)
+        if s == "received":
+            return (1, 1 if (t < _BEEP_MS or 2 * _BEEP_MS <= t < 3 * _BEEP_MS) else 0)
+        if s == "connected":
             return (1, 0)
-        if s == FAULT:
+        if s == "fault":
             return (1 if t % 2000 < 100 else 0, 0)
         return (0, 0)

@@ -24,6 +24,13 @@ virtual_box.py) through a small control channel. Both provide:
 import sys
 
 if sys.platform == "esp32":
-    from hw_esp32 import *
+    import hw_esp32 as _impl
 else:
-    from hw_sim import *
+    import hw_sim as _impl
+
+
+def __getattr__(name):
+    # hw.X is looked up in the implementation (a module-level __getattr__,
+    # PEP 562): `from ... import *` would copy its ~20 names into a second
+    # dict here, about 250 bytes of RAM for nothing.
+    return getattr(_impl, name)

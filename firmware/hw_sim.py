@@ -20,42 +20,59 @@ Control channel, one ASCII line per message.
                                   stopped at the REPL, see wdt_hold)
     reset                         machine.reset: the supervisor restarts us
 
+The control channel is a plain non-blocking socket, read when the firmware
+samples an input or the power (that is when a pin's level matters): no task,
+no stream, no buffer of its own. Lines sent before start() are dropped.
+
 Without sim.json (micropython run by hand) the inputs stay idle, UARTs are
 absent and reset() exits.
 """
 
-import os
-import sys
-import json
 import time
-import asyncio
-
-_FLASH_CHUNK = 4  # bytes per slow-flash step
 
 _cfg = {}
 _board = None
-_levels = {}
-_traces = {}
-_outs = {}
-_ctl = None
+_levels = {}  # input -> electrical level
+_traces = {}  # input -> (start ticks, [(level, ms), ...]) while a trace plays
+_outs = {}  # output -> electrical level last driven
 _power = ["mains", 12800]
-_lines = []  # box -> supervisor lines queued before the channel is up
-_uarts = {}
+_ctl = None  # the control channel (socket), None when not connected
+_rx = ""  # the start of a control line whose end has not arrived yet
 
 
 def _send(line):
-    if _ctl is None:
-        if len(_lines) < 32:
-            _lines.append(line)
+    if _ctl is not None:
+        try:
+            _ctl.write(line + "\n")
+        except OSError:
+            pass
+
+
+def _connect():
+    # (Re)connect the control channel (if sim.json names one) and say hello.
+    global _ctl
+    if not _cfg.get("control"):
         return
+    if _ctl is not None:
+        _ctl.close()
+    import socket
+
+    host, port = _cfg["control"].rsplit(":", 1)
     try:
-        _ctl.write(line + "\n")
-    except OSError:
-        pass
+        _ctl = socket.socket()
+        _ctl.connect(socket.getaddrinfo(host, int(port))[0][-1])
+    except OSError as e:
+        _ctl = None
+        print("hw_sim: no control channel: %r" % (e,))
+        return
+    _ctl.setblocking(False)
+    _send("hello " + reset_cause())
 
 
 def init(board):
     global _board, _cfg
+    import json
+
     _board = board
     try:
         with open("sim.json") as f:
@@ -68,67 +85,54 @@ def init(board):
 
 
 async def start():
-    """Connect the control channel. Called again in a new event loop (the
-    self-test from the REPL after the firmware was stopped), it reconnects:
-    the old reader task died with the old loop, and the supervisor sends the
-    input levels again to a new connection."""
-    global _ctl
-    addr = _cfg.get("control")
-    if not addr:
-        return
-    if _ctl is not None:
+    """Connect the control channel. Called again (the self-test from the
+    REPL after the firmware was stopped) it reconnects, and the supervisor
+    sends the input levels again to the new connection."""
+    _connect()
+
+
+def _poll():
+    # Apply every line the supervisor sent since the last look. The socket
+    # is non-blocking: readline() gives None when nothing is there, or the
+    # start of a line whose rest is still on its way.
+    global _ctl, _rx
+    while _ctl is not None:
         try:
-            _ctl.close()
-        except OSError:
-            pass
-        _ctl = None
-    host, port = addr.rsplit(":", 1)
-    try:
-        reader, writer = await asyncio.open_connection(host, int(port))
-    except OSError as e:
-        print("hw_sim: no control channel at %s: %r" % (addr, e))
-        return
-    _ctl = writer.s if hasattr(writer, "s") else writer
-    _send("hello " + reset_cause())
-    while _lines:
-        _send(_lines.pop(0))
-    asyncio.create_task(_control(reader))
-
-
-def _apply(line):
-    parts = line.split()
-    if not parts:
-        return
-    if parts[0] == "pin" and len(parts) == 3:
-        _traces.pop(parts[1], None)
-        _levels[parts[1]] = int(parts[2])
-    elif parts[0] == "trace" and len(parts) >= 2:
-        steps = []
-        for p in parts[2:]:
-            lv, ms = p.split(",")
-            steps.append((int(lv), int(ms)))
-        _traces[parts[1]] = (time.ticks_ms(), steps)
-    elif parts[0] == "set" and len(parts) == 3:
-        if parts[1] == "power":
-            _power[0] = parts[2]
-        elif parts[1] == "battery_mv":
-            _power[1] = int(parts[2])
-
-
-async def _control(reader):
-    global _ctl
-    while True:
-        line = await reader.readline()
-        if not line:
+            got = _ctl.readline()
+        except OSError:  # the supervisor reset the connection
+            got = ""
+        if got is None:  # nothing more for now
+            return
+        if not got:  # the supervisor closed the channel
             _ctl = None
             return
+        _rx += got.decode()
+        if not _rx.endswith("\n"):
+            return
+        line = _rx
+        _rx = ""
+        p = line.split()
         try:
-            _apply(line.decode())
+            if p[0] == "pin":
+                _traces.pop(p[1], None)
+                _levels[p[1]] = int(p[2])
+            elif p[0] == "trace":
+                steps = []
+                for s in p[2:]:
+                    lv, ms = s.split(",")
+                    steps.append((int(lv), int(ms)))
+                _traces[p[1]] = (time.ticks_ms(), steps)
+            elif p[0] == "set":
+                if p[1] == "power":
+                    _power[0] = p[2]
+                else:
+                    _power[1] = int(p[2])
         except (ValueError, IndexError):
             print("hw_sim: bad control line %r" % line)
 
 
 def input_level(name):
+    _poll()
     tr = _traces.get(name)
     if tr is not None:
         t = time.ticks_diff(time.ticks_ms(), tr[0])
@@ -136,7 +140,8 @@ def input_level(name):
             if t < ms:
                 return lv
             t -= ms
-        _levels[name] = tr[1][-1][0] if tr[1] else _levels.get(name, 1)
+        if tr[1]:
+            _levels[name] = tr[1][-1][0]
         del _traces[name]
     return _levels.get(name, 1)
 
@@ -151,77 +156,33 @@ def output(name, on):
 
 
 def output_level(name):
-    """The electrical level an output was last driven to (read back)."""
-    p = _board["outputs"].get(name) if _board else None
-    if p is None:
-        raise OSError("no output %r on this board" % name)
-    return _outs.get(name, 1 - p.get("active", 1))
+    """The electrical level an output was last driven to (read back); a
+    KeyError for an output the board does not have."""
+    return _outs.get(name, 1 - _board["outputs"][name].get("active", 1))
 
 
 def light_state(name):
     _send("light " + name)
 
 
-class _PtyStream:
-    # A pty (or any character device) as an asyncio stream: reads whatever
-    # is there (up to n bytes) without blocking the loop.
-    def __init__(self, path):
-        import termios
-
-        self.f = open(path, "r+b")
-        try:
-            attrs = termios.tcgetattr(self.f)
-            attrs[0] = 0
-            attrs[1] = 0
-            attrs[3] = 0
-            termios.tcsetattr(self.f, termios.TCSANOW, attrs)
-        except (OSError, AttributeError, TypeError):
-            pass
-        self.s = self.f
-
-    async def read(self, n):
-        import select
-
-        p = select.poll()
-        p.register(self.f, select.POLLIN)
-        while not p.poll(0):
-            await asyncio.sleep_ms(2)
-        out = bytearray()
-        while len(out) < n and p.poll(0):
-            b = self.f.read(1)
-            if not b:
-                break
-            out += b
-        return bytes(out)
-
-    async def readexactly(self, n):
-        out = b""
-        while len(out) < n:
-            out += await self.read(n - len(out))
-        return out
-
-    def write(self, b):
-        self.f.write(b)
-
-    async def drain(self):
-        pass
-
-    def close(self):
-        self.f.close()
-
-    async def wait_closed(self):
-        pass
-
-
 async def open_uart(name):
     url = _cfg.get("uarts", {}).get(name)
     if not url:
-        raise OSError("no %s UART in sim.json (start the box with a %s URL)" % (name, name))
+        raise OSError("no %s UART in sim.json" % name)
+    import asyncio
+
     if url.startswith("socket://"):
         host, port = url[9:].rsplit(":", 1)
-        r, w = await asyncio.open_connection(host, int(port))
-        return r, w
-    s = _PtyStream(url)
+        return await asyncio.open_connection(host, int(port))
+    # A pty: raw, and a read returns what is there (VTIME, VMIN = 0 on
+    # Linux), so asyncio's stream can wait for it like for a socket.
+    import termios
+
+    f = open(url, "r+b")
+    a = termios.tcgetattr(f.fileno())
+    a[0] = a[1] = a[3] = a[6][5] = a[6][6] = 0
+    termios.tcsetattr(f.fileno(), termios.TCSANOW, a)
+    s = asyncio.StreamReader(f)
     return s, s
 
 
@@ -242,31 +203,27 @@ def wdt_hold(ms):
 
 
 def reset():
-    global _ctl
     if _ctl is None:
-        # Not started yet (a crash at import): reach the supervisor directly.
+        # Not started yet (a crash at import): reach the supervisor now.
         if not _cfg:
             init({"inputs": {}, "outputs": {}})
-        addr = _cfg.get("control")
-        if not addr:
-            print("hw_sim: reset without a supervisor: exiting")
-            sys.exit(1)
-        import socket
-
-        host, port = addr.rsplit(":", 1)
-        s = socket.socket()
-        s.connect(socket.getaddrinfo(host, int(port))[0][-1])
-        _ctl = s
+        _connect()
+        if _ctl is None:
+            print("hw_sim: no supervisor: exiting")
+            raise SystemExit(1)
     _send("reset")
     while True:
         time.sleep(1)
 
 
 def reset_cause():
+    import os
+
     return os.getenv("CALLBOX_BOOT") or "power_on"
 
 
 def power():
+    _poll()
     return (_power[0], _power[1])
 
 
@@ -275,7 +232,7 @@ def flash_write(f, data):
     if not delay:
         f.write(data)
         return
-    for i in range(0, len(data), _FLASH_CHUNK):
-        f.write(data[i : i + _FLASH_CHUNK])
+    for i in range(0, len(data), 4):  # 4 bytes per slow-flash step
+        f.write(data[i : i + 4])
         f.flush()
         time.sleep_ms(delay)

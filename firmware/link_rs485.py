@@ -9,7 +9,7 @@ boxes, their replies, stray 0x00 bytes at turnaround and line garbage are
 skipped (FrameReader hunts for the next delimiter) and counted.
 
 Driver enable by hand (ESP32 UART has no RS-485 mode, brief section 3): DE
-on, DE_SETUP_US, one write, wait until the UART has sent the last bit, one
+on, _DE_SETUP_US, one write, wait until the UART has sent the last bit, one
 character time more, DE off. DE is forced off when the UART (re)opens, so a
 reset never leaves the transceiver driving the bus.
 """
@@ -30,7 +30,7 @@ except ImportError:
 
 
 _READ_CHUNK = const(64)
-DE_SETUP_US = const(200)  # transceiver enable time before the first bit
+_DE_SETUP_US = const(200)  # transceiver enable time before the first bit
 _REOPEN_FIRST_MS = const(500)
 _REOPEN_MAX_MS = const(10000)
 
@@ -57,14 +57,22 @@ class Rs485Link(Link):
                 reader, writer = await hw.open_uart("rs485")
             except OSError as e:
                 failures += 1
-                self.host.log(2 if failures == 1 else 0, "rs485: cannot open the UART: %r" % (e,))
+                self.host.log(2 if failures == 1 else 0, "rs485: no UART: %r" % (e,))
                 await asyncio.sleep_ms(min(_REOPEN_FIRST_MS << min(failures, 5), _REOPEN_MAX_MS))
                 continue
             if failures:
                 self.host.log(1, "rs485: UART open")
             failures = 0
+            fr = wire.FrameReader()
             try:
-                await self._serve(reader, writer)
+                while True:
+                    data = await reader.read(_READ_CHUNK)
+                    if not data:
+                        raise OSError("bus closed")
+                    for piece in fr.feed(data):
+                        await self._piece(piece, writer)
+                    if fr.oversize:
+                        self.counters["oversize"] = fr.oversize
             except OSError as e:
                 self.count("io")
                 self.host.log(2, "rs485: UART error %r; reopening" % (e,))
@@ -75,17 +83,6 @@ class Rs485Link(Link):
                 pass
             self.up = False
             await asyncio.sleep_ms(_REOPEN_FIRST_MS)
-
-    async def _serve(self, reader, writer):
-        fr = wire.FrameReader()
-        while True:
-            data = await reader.read(_READ_CHUNK)
-            if not data:
-                raise OSError("the bus connection closed")
-            for piece in fr.feed(data):
-                await self._piece(piece, writer)
-            if fr.oversize:
-                self.counters["oversize"] = fr.oversize
 
     async def _piece(self, piece, writer):
         try:
@@ -105,22 +102,20 @@ class Rs485Link(Link):
             self.count(e.reason)
             self.host.log(0, "rs485: dropped a frame: %s" % (e,))
             return
-        if f.mtype == wire.MSG_POLL:
-            self.last_poll_ms = time.ticks_ms()
-            self.polls += 1
-            self.up = True
-            frame = self.host.next_up_frame(self)
-            if frame is None:
-                # Answer a short POLL with a short IDLE echoing its sequence
-                # (9 bytes instead of 28: the 32-box cycle stays under 100 ms).
-                frame = wire.encode_short(wire.MSG_IDLE, self.addr, f.counter) if f.box_id is None else self.host.idle_frame(self)
-            await self._send(writer, frame)
-        else:
+        if f.mtype != wire.MSG_POLL:
             self.host.on_frame(f, self)
-
-    async def _send(self, writer, frame):
+            return
+        self.last_poll_ms = time.ticks_ms()
+        self.polls += 1
+        self.up = True
+        frame = self.host.next_up_frame(self)
+        if frame is None:
+            # Answer a short POLL with a short IDLE echoing its sequence
+            # (9 bytes instead of 28: the 32-box cycle stays under 100 ms).
+            frame = wire.encode_short(wire.MSG_IDLE, self.addr, f.counter) if f.box_id is None else self.host.idle_frame(self)
+        # The reply: DE on, one write, wait for the last bit to leave, DE off.
         hw.output(self.de, 1)
-        time.sleep_us(DE_SETUP_US)
+        time.sleep_us(_DE_SETUP_US)
         try:
             writer.write(frame)
             await writer.drain()

@@ -1,5 +1,6 @@
 """A tiny leveled logger for the box: one line per message on the console,
-`<uptime ms> <level letter> box <id>: <message>`. Secrets never go in."""
+`<uptime ms> <level letter> box <id>: <message>`. Secrets never go in.
+A debug line is log.log(log.DEBUG, msg)."""
 
 import time
 
@@ -8,31 +9,26 @@ INFO = 1
 WARNING = 2
 ERROR = 3
 NAMES = ("debug", "info", "warning", "error")
-_LETTERS = "DIWE"
 
 level = INFO
-prefix = "box ?"
+prefix = "box ?:"
 
 
 def set_box(box_id):
     global prefix
-    prefix = "box %d" % box_id
+    prefix = "box %d:" % box_id
 
 
 def set_level(name):
     global level
-    for i in range(len(NAMES)):
-        if NAMES[i] == name:
-            level = i
+    if name in NAMES:
+        level = NAMES.index(name)
 
 
 def log(lvl, msg):
     if lvl >= level:
-        print("%d %s %s: %s" % (time.ticks_ms(), _LETTERS[lvl], prefix, msg))
-
-
-def debug(msg):
-    log(DEBUG, msg)
+        # print() puts the spaces in: no format string, no joined copy
+        print(time.ticks_ms(), "DIWE"[lvl], prefix, msg)
 
 
 def info(msg):

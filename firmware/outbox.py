@@ -28,7 +28,8 @@ power went during a compaction: the old log is still whole and wins.
 
 Bounded: at most MAX_ALARMS pending. When full, a new alarm of a kind already
 pending is merged into it (the control room already has that call); a new
-kind is still admitted up to HARD_LIMIT. Heartbeats never come here.
+kind is still admitted up to HARD_LIMIT (past it add() raises MemoryError).
+Heartbeats never come here.
 
 No clock; the file I/O is plain open/os on both interpreters; `write` can be
 injected (the virtual box uses it to simulate a slow flash for power-cut
@@ -61,21 +62,9 @@ COUNTER_BLOCK = const(4096)  # frame counters reserved per 'C' record
 _ALARM_FMT = ">IBBIH"
 
 
-class OutboxError(Exception):
-    pass
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def encode_record(rtype, data):
-    body = bytes((rtype, len(data))) + bytes(data)
-    return bytes((MAGIC,)) + body + struct.pack(">I", binascii.crc32(body) & 0xFFFFFFFF)
+    rec = struct.pack(">BBB", MAGIC, rtype, len(data)) + data
+    return rec + struct.pack(">I", binascii.crc32(rec[1:]))
 
 
 def parse_log(buf):
@@ -88,12 +77,8 @@ def parse_log(buf):
     while i < n:
         if n - i < _HEAD + _CRC or buf[i] != MAGIC:
             return recs, i, True
-        ln = buf[i + 2]
-        end = i + _HEAD + ln
-        if end + _CRC > n:
-            return recs, i, True
-        crc = struct.unpack(">I", buf[end : end + _CRC])[0]
-        if binascii.crc32(buf[i + 1 : end]) & 0xFFFFFFFF != crc:
+        end = i + _HEAD + buf[i + 2]
+        if end + _CRC > n or binascii.crc32(buf[i + 1 : end]) != struct.unpack(">I", buf[end : end + _CRC])[0]:
             return recs, i, True
         recs.append((buf[i + 1], bytes(buf[i + _HEAD : end])))
         i = end + _CRC
@@ -107,7 +92,6 @@ def _plain_write(f, data):
 class Outbox:
     def __init__(self, path="outbox.log", event_start=1, write=None, max_alarms=MAX_ALARMS, compact_bytes=COMPACT_BYTES):
         self.path = path
-        self.tmp = path + ".tmp"
         self.event_start = event_start
         self.max_alarms = max_alarms
         self.compact_bytes = compact_bytes
@@ -118,17 +102,19 @@ class Outbox:
         self.size = 0
         self.torn = 0  # torn records found at load
         self.merged = 0  # alarms merged into a pending one of the same kind
-        self.compactions = 0
 
     def load(self):
         """Read the log; cut a torn tail off. Returns the number of torn
         records found (0 or 1)."""
-        if _exists(self.tmp):
-            os.remove(self.tmp)
-        buf = b""
-        if _exists(self.path):
+        try:
+            os.remove(self.path + ".tmp")  # a compaction cut short: the log wins
+        except OSError:
+            pass
+        try:
             with open(self.path, "rb") as f:
                 buf = f.read()
+        except OSError:
+            buf = bytes()  # no log yet
         recs, good, torn = parse_log(buf)
         self.pending = []
         top = self.event_start - 1
@@ -137,13 +123,14 @@ class Outbox:
                 a = struct.unpack(_ALARM_FMT, data)
                 self.pending.append(a)
                 top = max(top, a[0])
-            elif rtype == R_DONE and len(data) == 4:
-                ev = struct.unpack(">I", data)[0]
-                self._drop(ev)
-            elif rtype == R_COUNTER and len(data) == 4:
-                self.counter_ceiling = max(self.counter_ceiling, struct.unpack(">I", data)[0])
-            elif rtype == R_NEXT and len(data) == 4:
-                top = max(top, struct.unpack(">I", data)[0] - 1)
+            elif len(data) == 4:
+                v = struct.unpack(">I", data)[0]
+                if rtype == R_DONE:
+                    self._drop(v)
+                elif rtype == R_COUNTER:
+                    self.counter_ceiling = max(self.counter_ceiling, v)
+                elif rtype == R_NEXT:
+                    top = max(top, v - 1)
         self.next_event = top + 1
         self.size = good
         self.torn = 1 if torn else 0
@@ -152,9 +139,9 @@ class Outbox:
         return self.torn
 
     def _drop(self, event):
-        for i in range(len(self.pending)):
-            if self.pending[i][0] == event:
-                self.pending.pop(i)
+        for a in self.pending:
+            if a[0] == event:
+                self.pending.remove(a)
                 return True
         return False
 
@@ -173,21 +160,22 @@ class Outbox:
                     self.merged += 1
                     return a[0]
             if len(self.pending) >= HARD_LIMIT:
-                raise OutboxError("outbox full: %d alarms pending" % len(self.pending))
-        ev = self.next_event
-        a = (ev, kind, flags, time_s, time_ms)
+                # The RAM set aside for alarms is used up (no class of its
+                # own: that would cost RAM too)
+                raise MemoryError("outbox full")
+        a = (self.next_event, kind, flags, time_s, time_ms)
         self._append(R_ALARM, struct.pack(_ALARM_FMT, *a))
-        self.next_event = ev + 1
+        self.next_event += 1
         self.pending.append(a)
-        return ev
+        return a[0]
 
     def add_ram(self, kind, flags, time_s, time_ms=0):
         """Keep an alarm that could not be written (flash fault): it is sent
         like the others but would not survive a reset."""
-        ev = self.next_event
-        self.next_event = ev + 1
-        self.pending.append((ev, kind, flags, time_s, time_ms))
-        return ev
+        a = (self.next_event, kind, flags, time_s, time_ms)
+        self.next_event += 1
+        self.pending.append(a)
+        return a[0]
 
     def done(self, event):
         """The gateway has the alarm: forget it. False if not pending."""
@@ -206,16 +194,13 @@ class Outbox:
             self._append(R_COUNTER, struct.pack(">I", self.counter_ceiling))
 
     def compact(self):
-        recs = [encode_record(R_NEXT, struct.pack(">I", self.next_event))]
+        buf = bytearray(encode_record(R_NEXT, struct.pack(">I", self.next_event)))
         if self.counter_ceiling:
-            recs.append(encode_record(R_COUNTER, struct.pack(">I", self.counter_ceiling)))
+            buf += encode_record(R_COUNTER, struct.pack(">I", self.counter_ceiling))
         for a in self.pending:
-            recs.append(encode_record(R_ALARM, struct.pack(_ALARM_FMT, *a)))
-        size = 0
-        with open(self.tmp, "wb") as f:
-            for r in recs:
-                self._write(f, r)
-                size += len(r)
-        os.rename(self.tmp, self.path)
-        self.size = size
-        self.compactions += 1
+            buf += encode_record(R_ALARM, struct.pack(_ALARM_FMT, *a))
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            self._write(f, buf)
+        os.rename(tmp, self.path)
+        self.size = len(buf)

@@ -2,8 +2,8 @@
 then the periodic heartbeat. A pure core: the caller passes the time.
 
 Alarms always go before heartbeats (under pressure heartbeats give way). An
-alarm is due at once when new, then RETRY_FIRST_MS after a transmission,
-doubling up to RETRY_MAX_MS, plus up to a quarter of jitter so a bus full of
+alarm is due at once when new, then _RETRY_FIRST_MS after a transmission,
+doubling up to _RETRY_MAX_MS, plus up to a quarter of jitter so a bus full of
 boxes does not retry in step.
 """
 
@@ -26,25 +26,21 @@ except ImportError:
         return a + b
 
 
-RETRY_FIRST_MS = const(1000)  # an ACK over RS-485 or LTE takes well under this
-RETRY_MAX_MS = const(30000)  # keep trying at least twice a minute, forever
-HB_RETRY_MS = const(10000)  # an unacknowledged heartbeat is resent this soon
+_RETRY_FIRST_MS = const(1000)  # an ACK over RS-485 or LTE takes well under this
+_RETRY_MAX_MS = const(30000)  # keep trying at least twice a minute, forever
+_HB_RETRY_MS = const(10000)  # an unacknowledged heartbeat is resent this soon
 # On RS-485 the gateway ACKs in the same slot, so the next POLL proves the
 # alarm (or its ACK) was lost: resend at once, up to this many times in a
 # row, then fall back to the backoff (a gateway that refuses the frame).
-SLOT_RETRIES = const(3)
+_SLOT_RETRIES = const(3)
 
 
-def backoff_ms(tries, rand=0, first=RETRY_FIRST_MS, cap=RETRY_MAX_MS):
+def backoff_ms(tries, rand=0):
     """Delay before retry number `tries` (1 = after the first send)."""
     if tries < 1:
         return 0
-    d = first
-    for _ in range(tries - 1):
-        d = d * 2
-        if d >= cap:
-            d = cap
-            break
+    # 1 s << 5 is past the cap already: shifting further only grows the int
+    d = min(_RETRY_FIRST_MS << min(tries - 1, 5), _RETRY_MAX_MS)
     return d + (rand % (d // 4 + 1))
 
 
@@ -53,7 +49,6 @@ class Sender:
         self.hb_interval_ms = hb_interval_ms
         self._alarms = {}  # event -> (tries, due_ms)
         self.hb_due = now_ms  # first heartbeat at once (boot reason)
-        self.hb_acked = False
 
     def next(self, pending, now_ms):
         """('alarm', record) | ('hb', None) | None; pending is the outbox's
@@ -66,40 +61,36 @@ class Sender:
             return ("hb", None)
         return None
 
+    def tries(self, event):
+        return self._alarms.get(event, (0, 0))[0]
+
     def sent_alarm(self, event, now_ms, rand=0):
-        tries = self._alarms.get(event, (0, 0))[0] + 1
+        tries = self.tries(event) + 1
         self._alarms[event] = (tries, _add(now_ms, backoff_ms(tries, rand)))
         return tries
 
     def slot_missed(self, event, now_ms):
         """RS-485: polled again and the alarm sent in the last slot got no
-        ACK. Make it due now, unless it already failed SLOT_RETRIES times."""
+        ACK. Make it due now, unless it already failed _SLOT_RETRIES times."""
         st = self._alarms.get(event)
-        if st is not None and st[0] < SLOT_RETRIES:
+        if st is not None and st[0] < _SLOT_RETRIES:
             self._alarms[event] = (st[0], now_ms)
 
     def acked_alarm(self, event):
         return self._alarms.pop(event, None) is not None
 
-    def tries(self, event):
-        return self._alarms.get(event, (0, 0))[0]
-
     def sent_hb(self, now_ms):
-        self.hb_due = _add(now_ms, min(self.hb_interval_ms, HB_RETRY_MS))
+        self.hb_due = _add(now_ms, min(self.hb_interval_ms, _HB_RETRY_MS))
 
     def got_hb_ack(self, now_ms, sent_ms):
-        self.hb_acked = True
         self.hb_due = _add(sent_ms, self.hb_interval_ms)
 
     def wake_in_ms(self, pending, now_ms, limit=1000):
         """How long the caller may sleep before something is due."""
-        best = limit
+        best = _diff(self.hb_due, now_ms)
         for a in pending:
             st = self._alarms.get(a[0])
             d = 0 if st is None else _diff(st[1], now_ms)
             if d < best:
                 best = d
-        d = _diff(self.hb_due, now_ms)
-        if d < best:
-            best = d
-        return max(0, best)
+        return max(0, min(best, limit))
