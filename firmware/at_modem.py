@@ -131,25 +131,18 @@ _URCS = "|+IPCLOSE:|+CIPEVENT:|+CREG:|+CEREG:|+CGREG:|+CPIN:|+CMTI:|+CGEV:|+CTZV
 # Heads of final error results.
 _ERRORS = "|ERROR|+CME ERROR:|+CMS ERROR:|+CIPERROR:|"
 
-# "|<status>=<hint>" for the final statuses worth a hint: 27.007 / 27.005
-# numeric codes (AT+CMEE=1), a +CPIN: state other than READY, and
-# "IP <err>" for the <err> of +NETOPEN: / +CIPOPEN:.
+# Hints for the final statuses worth one: 27.007 / 27.005 numeric codes
+# (AT+CMEE=1), a +CPIN: state other than READY, a timeout, and "IP <err>"
+# for the <err> of +NETOPEN: / +CIPOPEN:. Entries "|<status>|<status>=<hint>".
 _HINTS = (
-    "|+CME ERROR: 10=SIM not inserted; check the SIM card is seated"
-    "|+CME ERROR: 11=SIM PIN required; use a SIM without a PIN"
+    "|+CME ERROR: 10|+CMS ERROR: 310=SIM not inserted; check the SIM card is seated"
+    "|+CME ERROR: 11|SIM PIN=SIM PIN required; use a SIM without a PIN"
     "|+CME ERROR: 13=SIM failure; replace the SIM"
-    "|+CME ERROR: 30=no network service; check the antenna and coverage"
-    "|+CMS ERROR: 310=SIM not inserted; check the SIM card is seated"
+    "|+CME ERROR: 30|+CMS ERROR: 331=no network service; check the antenna and coverage"
     "|+CMS ERROR: 330=SMS centre unknown; set it with AT+CSCA"
-    "|+CMS ERROR: 331=no network service; check the antenna and coverage"
-    "|SIM PIN=use a SIM without a PIN"
     "|TIMEOUT=modem not answering; check power and the UART wiring"
-    "|IP 1=network failure"
-    "|IP 2=network not opened"
-    "|IP 4=link already open"
-    "|IP 10=timeout"
-    "|IP 11=DNS lookup failed"
-    "|"
+    "|IP 1=network failure|IP 2=network not opened|IP 4=link already open"
+    "|IP 10=timeout|IP 11=DNS lookup failed|"
 )
 
 _UART_HINT = "check the modem's UART wiring"
@@ -181,11 +174,12 @@ class AtCommandError(ModemError):
 
 def hint_for(status):
     """A human hint for a final status, or for "IP <err>"; "" if none."""
-    i = _HINTS.find("|%s=" % status)
-    if i < 0:
-        return ""
-    i += len(status) + 2
-    return _HINTS[i : _HINTS.find("|", i)]
+    for end in "|=":
+        i = _HINTS.find("|" + status + end)
+        if i >= 0:
+            i = _HINTS.find("=", i) + 1
+            return _HINTS[i : _HINTS.find("|", i)]
+    return ""
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -442,10 +436,10 @@ class AtModem:
                         self.on_urc(ev[1])
                     # EV_PROMPT, EV_DONE: _wait() sees the core's state;
                     # EV_GARBAGE: counted in core.garbage.
-        except OSError as e:
+        except Exception as e:  # OSError; or a callback's bug, which must not leave a dead reader behind
             if self._log is not None:
-                self._log("error", "%s: UART read failed: %r" % (self.name, e))
-        self.gone = True
+                self._log("error", "%s: UART reader stopped: %r" % (self.name, e))
+        self.gone = True  # commands fail from now on; the link opens the UART again
 
     async def _write(self, data):
         try:

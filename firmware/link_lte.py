@@ -114,7 +114,7 @@ class Keepalive:
         if self.since is None:
             self.since = now_ms
 
-    def answered(self, now_ms):
+    def answered(self, now_ms):  # (now_ms: the contract's clock; not needed)
         self.since = None
 
     def dead(self, now_ms):
@@ -343,8 +343,10 @@ class LteLink(Link):
             v = at_modem.ints(line)
             if v[0] == _LINK:
                 self._down_reason = "TCP closed (+IPCLOSE reason %d)" % v[-1]
-        elif line.startswith("+CIPEVENT:") or line == "RDY":  # RDY: the modem restarted
+        elif line.startswith("+CIPEVENT:"):
             self._down_reason = "network closed (%s)" % line
+        elif line == "RDY":
+            self._down_reason = "modem restarted"
         elif line.startswith("+CREG:") or line.startswith("+CEREG:"):
             stat = at_modem.parse_reg(line)
             if not registered(stat):
