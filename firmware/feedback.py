@@ -1,6 +1,7 @@
 """Citizen feedback: the beacon light and the buzzer. A pure core.
 
-States (the names the virtual box reports):
+States (plain strings, the names the virtual box reports; strings this short
+are interned, so naming them costs no RAM):
     idle       nothing happening (light off)
     sending    a press is stored and being sent (light blinks 2 Hz, one beep)
     received   the control room has the alarm (light steady, two beeps)
@@ -30,7 +31,6 @@ except ImportError:
         return a - b
 
 
-# The states are plain strings (short strings are interned: no RAM each).
 _RECEIVED_HOLD_MS = const(60000)  # "received" stays this long without a call
 _ENDED_HOLD_MS = const(10000)  # after a call ends, "received" for this long
 _BEEP_MS = const(120)

@@ -31,6 +31,6 @@ else:
 
 def __getattr__(name):
     # hw.X is looked up in the implementation (a module-level __getattr__,
-    # PEP 562): `from ... import *` would copy its ~20 names into a second
-    # dict here, about 250 bytes of RAM for nothing.
+    # PEP 562: one small call per access). `from hw_sim import *` would copy
+    # its ~20 names into a second dict here: about 250 bytes of RAM.
     return getattr(_impl, name)

@@ -39,7 +39,7 @@ def backoff_ms(tries, rand=0):
     """Delay before retry number `tries` (1 = after the first send)."""
     if tries < 1:
         return 0
-    # 1 s << 5 is past the cap already: shifting further only grows the int
+    # doubling per try; 1 s << 5 = 32 s is past the cap, no need to go on
     d = min(_RETRY_FIRST_MS << min(tries - 1, 5), _RETRY_MAX_MS)
     return d + (rand % (d // 4 + 1))
 
