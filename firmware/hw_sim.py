@@ -21,8 +21,8 @@ Control channel, one ASCII line per message.
     reset                         machine.reset: the supervisor restarts us
 
 The control channel is a plain non-blocking socket, read when the firmware
-samples an input or the power (that is when a pin's level matters): no task,
-no stream, no buffer of its own. Lines sent before start() are dropped.
+samples an input or the power (that is when a pin's level matters): no task
+and no asyncio stream to keep in RAM. Lines sent before start() are dropped.
 
 Without sim.json (micropython run by hand) the inputs stay idle, UARTs are
 absent and reset() exits.
@@ -174,8 +174,9 @@ async def open_uart(name):
     if url.startswith("socket://"):
         host, port = url[9:].rsplit(":", 1)
         return await asyncio.open_connection(host, int(port))
-    # A pty: raw, and a read returns what is there (VTIME, VMIN = 0 on
-    # Linux), so asyncio's stream can wait for it like for a socket.
+    # A pty: raw (iflag, oflag, lflag = 0) and a read returns what is there
+    # (cc[VTIME], cc[VMIN] = 0; indexes 5 and 6 on Linux), so asyncio's
+    # stream can wait for it with poll() as for a socket.
     import termios
 
     f = open(url, "r+b")
