@@ -100,7 +100,9 @@ def deploy(flash_dir, compiled=False):
             stale = flash_dir / src.name
             if stale.exists():
                 stale.unlink()
-            r = subprocess.run([mpy_cross_path(), "-o", str(flash_dir / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
+            # -s: the name tracebacks show, as `callbox deploy` embeds it (the
+            # default is the full build path, one more qstr in RAM per module).
+            r = subprocess.run([mpy_cross_path(), "-s", src.name, "-o", str(flash_dir / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
             if r.returncode != 0:
                 raise VirtualBoxError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
         else:
