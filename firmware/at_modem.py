@@ -53,7 +53,12 @@ without bound.
 RAM: the box runs this from a heap of 64 KB, so tables that only need to be
 searched are kept as one string each (one heap object, instead of one per
 entry in a tuple or dict), and the clock and asyncio differences between
-MicroPython and CPython are settled once at import.
+MicroPython and CPython are settled once at import. Every distinct name
+(function, attribute, argument, short string) becomes a qstr that stays in
+RAM for good, and the qstr pool grows in blocks (the box's sixth, at 620
+names, is 8 KB): the classes' own attributes and helpers reuse names the
+firmware already has (`lock`, `task`, `write`, `wait`, `link`, `lines`)
+rather than adding underscored ones.
 """
 
 import asyncio
@@ -65,13 +70,18 @@ try:  # MicroPython
     sleep_ms = asyncio.sleep_ms
 except ImportError:  # CPython, where the tests run the same code: no wrap-around
     from time import monotonic
-    from operator import add as ticks_add, sub as ticks_diff
 
     def const(x):
         return x
 
     def ticks_ms():
         return int(monotonic() * 1000)
+
+    def ticks_add(a, b):
+        return a + b
+
+    def ticks_diff(a, b):
+        return a - b
 
     def sleep_ms(ms):
         return asyncio.sleep(ms / 1000)
@@ -125,27 +135,27 @@ EV_GARBAGE = const(5)  # (EV_GARBAGE, line): counted and dropped
 
 # Heads of lines that may arrive unsolicited. A line that belongs to the
 # command in flight (its answer or result line) is its answer even if it is
-# listed here (+CREG: is both). The last six are the result URCs of a command
-# that already timed out and arrive late.
-_URCS = "|+IPCLOSE:|+CIPEVENT:|+CREG:|+CEREG:|+CGREG:|+CPIN:|+CMTI:|+CGEV:|+CTZV:|RECV FROM:|RDY|SMS DONE|PB DONE|*ATREADY:|+NETOPEN:|+CIPOPEN:|+CIPSEND:|+CIPCLOSE:|+NETCLOSE:|+CMGS:|"
-# Heads of final error results.
-_ERRORS = "|ERROR|+CME ERROR:|+CMS ERROR:|+CIPERROR:|"
+# listed here (+CREG: is both).
+_URCS = (
+    "|+IPCLOSE:|+CIPEVENT:|+CREG:|+CEREG:|+CGREG:|+CPIN:|+CMTI:|+CGEV:|+CTZV:"
+    "|RECV FROM:|RDY|SMS DONE|PB DONE|*ATREADY:"
+    # the result URCs of a command that already timed out arrive late:
+    "|+NETOPEN:|+CIPOPEN:|+CIPSEND:|+CIPCLOSE:|+NETCLOSE:|+CMGS:|"
+)
 
 # Hints for the final statuses worth one: 27.007 / 27.005 numeric codes
 # (AT+CMEE=1), a +CPIN: state other than READY, a timeout, and "IP <err>"
-# for the <err> of +NETOPEN: / +CIPOPEN:. Entries "|<status>|<status>=<hint>".
+# for the <err> of +NETOPEN: / +CIPOPEN:. Entries "|<status>|<status>|=<hint>".
 _HINTS = (
-    "|+CME ERROR: 10|+CMS ERROR: 310=SIM not inserted; check the SIM card is seated"
-    "|+CME ERROR: 11|SIM PIN=SIM PIN required; use a SIM without a PIN"
-    "|+CME ERROR: 13=SIM failure; replace the SIM"
-    "|+CME ERROR: 30|+CMS ERROR: 331=no network service; check the antenna and coverage"
-    "|+CMS ERROR: 330=SMS centre unknown; set it with AT+CSCA"
-    "|TIMEOUT=modem not answering; check power and the UART wiring"
-    "|IP 1=network failure|IP 2=network not opened|IP 4=link already open"
-    "|IP 10=timeout|IP 11=DNS lookup failed|"
+    "|+CME ERROR: 10|+CMS ERROR: 310|=SIM not inserted; check the SIM card is seated"
+    "|+CME ERROR: 11|SIM PIN|=SIM PIN required; use a SIM without a PIN"
+    "|+CME ERROR: 13|=SIM failure; replace the SIM"
+    "|+CME ERROR: 30|+CMS ERROR: 331|=no network service; check the antenna and coverage"
+    "|+CMS ERROR: 330|=SMS centre unknown; set it with AT+CSCA"
+    "|TIMEOUT|=modem not answering; check power and the UART wiring"
+    "|IP 1|=network failure|IP 2|=network not opened|IP 4|=link already open"
+    "|IP 10|=timeout|IP 11|=DNS lookup failed|"
 )
-
-_UART_HINT = "check the modem's UART wiring"
 
 # ---------------------------------------------------------------- errors
 
@@ -174,21 +184,14 @@ class AtCommandError(ModemError):
 
 def hint_for(status):
     """A human hint for a final status, or for "IP <err>"; "" if none."""
-    for end in "|=":
-        i = _HINTS.find("|" + status + end)
-        if i >= 0:
-            i = _HINTS.find("=", i) + 1
-            return _HINTS[i : _HINTS.find("|", i)]
-    return ""
+    i = _HINTS.find("|%s|" % status)
+    if i < 0:
+        return ""
+    i = _HINTS.find("=", i) + 1
+    return _HINTS[i : _HINTS.find("|", i)]
 
 
 # ---------------------------------------------------------------- pure helpers
-
-
-def _listed(line, table):
-    """Is the line's head (its text up to and including the first ':', or
-    the whole line when it has none) one of the table's?"""
-    return "|%s|" % (line[: line.find(":") + 1] or line) in table
 
 
 def ints(line):
@@ -229,7 +232,7 @@ def sms_safe(text):
     SMS_MAX characters."""
     out = ""
     for ch in text[:SMS_MAX]:
-        out += ch if ch == "\n" or " " <= ch <= "~" else "?"
+        out += ch if ch == "\n" or 32 <= ord(ch) < 127 else "?"
     return out
 
 
@@ -246,12 +249,12 @@ class AtCore:
     (status, lines) once the command is done and `take()` clears it."""
 
     def __init__(self):
-        # parser: the line so far; what the next bytes are (> 0: that many
-        # raw data bytes of `_link`, after a +RECEIVE header; 0: lines; -1:
-        # the rest of an overlong line, dropped up to its LF).
+        # parser: the line so far; what the next bytes are (raw > 0: that
+        # many bytes of TCP data of `link`, after a +RECEIVE header; 0:
+        # lines; -1: the rest of an overlong line, dropped up to its LF).
         self._buf = bytearray()
-        self._raw = 0
-        self._link = 0
+        self.raw = 0
+        self.link = 0
         # matcher
         self.state = S_IDLE
         self.command = None
@@ -266,9 +269,9 @@ class AtCore:
         if self.state != S_IDLE:
             raise ValueError(self.command)  # still in flight
         self.command = command
-        self._prefix = prefix
-        self._final = final  # None again once the result URC is in
-        self._lines = []
+        self.prefix = prefix
+        self.final = final  # None again once the result URC is in
+        self.lines = []
         self.result = None
         self._deadline = ticks_add(now_ms, timeout_ms)
         self.state = _S_WAIT_PROMPT if prompt else _S_WAIT_RESP
@@ -282,7 +285,7 @@ class AtCore:
     def poll(self, now_ms):
         """Events due at now_ms: a TIMEOUT for the command in flight."""
         if self.state != S_IDLE and ticks_diff(now_ms, self._deadline) >= 0:
-            return [self._done("TIMEOUT")]
+            return [self.done("TIMEOUT")]
         return ()  # (allocates nothing: the shell polls every few ms)
 
     def take(self):
@@ -291,11 +294,12 @@ class AtCore:
         self.result = None
         return r
 
-    def _done(self, status):
-        self.result = (status, self._lines)
+    def done(self, status):
+        """The command in flight is done with `status`; its EV_DONE event."""
+        self.result = (status, self.lines)
         self.state = S_IDLE
         self.command = None
-        return (EV_DONE, status, self._lines)
+        return (EV_DONE, status, self.lines)
 
     def feed(self, data):
         """Bytes from the modem -> list of events."""
@@ -303,28 +307,28 @@ class AtCore:
         i = 0
         n = len(data)
         while i < n:
-            if self._raw > 0:  # TCP data after +RECEIVE
-                k = min(self._raw, n - i)
-                ev.append((EV_DATA, self._link, bytes(data[i : i + k])))
-                self._raw -= k
+            if self.raw > 0:  # TCP data after +RECEIVE
+                k = min(self.raw, n - i)
+                ev.append((EV_DATA, self.link, bytes(data[i : i + k])))
+                self.raw -= k
                 i += k
                 continue
             lf = data.find(b"\n", i)
             end = n if lf < 0 else lf
             buf = self._buf
-            if self._raw < 0:  # dropping an overlong line
+            if self.raw < 0:  # dropping an overlong line
                 if lf >= 0:
-                    self._raw = 0
+                    self.raw = 0
             elif len(buf) + end - i > _MAX_LINE:
                 self._buf = bytearray()
-                self._raw = -1
+                self.raw = -1
                 self.garbage += 1
                 ev.append((EV_GARBAGE, "overlong"))
                 continue  # the rest up to the LF is dropped
             elif lf >= 0:
                 buf.extend(data[i:end])
                 self._buf = bytearray()
-                self._line(buf, ev)
+                self.match(buf, ev)
             else:
                 buf.extend(data[i:end])
                 # No LF yet. The prompt is the only thing the modem sends
@@ -336,18 +340,22 @@ class AtCore:
             i = end + 1
         return ev
 
-    def _line(self, raw, ev):
+    def match(self, buf, ev):
+        """One line from the modem (`buf`, without its LF): to the command
+        in flight, or an event of its own."""
         try:
             # Ends stripped: echo ends "\r", lines "\r\n", and the space of
             # a "> " prompt split from its ">" is left over.
-            line = raw.decode().strip()
+            line = buf.decode().strip()
         except UnicodeError:  # line noise, a baud-rate mismatch
             self.garbage += 1
-            ev.append((EV_GARBAGE, repr(bytes(raw))))
+            ev.append((EV_GARBAGE, repr(bytes(buf))))
             return
         if not line:
             return
         st = self.state
+        # Its head, delimited as in the tables: "|+CREG:|", "|RDY|".
+        head = "|%s|" % (line[: line.find(":") + 1] or line)
         if st == _S_WAIT_PROMPT and line[0] == ">":
             # The prompt as a line of its own ("> " then LF on some
             # firmware, or LF before the shell saw it).
@@ -355,15 +363,15 @@ class AtCore:
             ev.append((EV_PROMPT,))
         elif line.startswith("+RECEIVE,"):
             try:
-                self._link, n = ints(line)
+                self.link, n = ints(line)
                 if n < 0:
                     raise ValueError
-                self._raw = n
+                self.raw = n
             except ValueError:
                 self.garbage += 1
                 ev.append((EV_GARBAGE, line))
         elif st == S_IDLE:
-            if _listed(line, _URCS):
+            if head in _URCS:
                 ev.append((EV_URC, line))
             else:
                 self.garbage += 1
@@ -371,23 +379,23 @@ class AtCore:
         elif line == self.command:
             pass  # echo (ATE1, the power-on default)
         elif line == "OK":
-            if self._final is None:  # none expected, or it came first
-                ev.append(self._done("OK"))
+            if self.final is None:  # none expected, or it came first
+                ev.append(self.done("OK"))
             else:
                 self.state = _S_WAIT_FINAL
-        elif _listed(line, _ERRORS):
-            ev.append(self._done(line))
-        elif self._final is not None and line.startswith(self._final):
-            self._lines.append(line)
-            self._final = None
+        elif head in "|ERROR|+CME ERROR:|+CMS ERROR:|+CIPERROR:|":  # final error results
+            ev.append(self.done(line))
+        elif self.final is not None and line.startswith(self.final):
+            self.lines.append(line)
+            self.final = None
             if st == _S_WAIT_FINAL:
-                ev.append(self._done("OK"))
-        elif self._prefix is not None and line.startswith(self._prefix):
-            self._lines.append(line)
-        elif _listed(line, _URCS):
+                ev.append(self.done("OK"))
+        elif self.prefix is not None and line.startswith(self.prefix):
+            self.lines.append(line)
+        elif head in _URCS:
             ev.append((EV_URC, line))
         else:  # information text of the command (ATI, +IP ERROR: ...)
-            self._lines.append(line)
+            self.lines.append(line)
 
 
 # ---------------------------------------------------------------- the shell
@@ -402,30 +410,31 @@ class AtModem:
     log(level, msg) is the box's logger.
     """
 
-    def __init__(self, reader, writer, name="modem", on_data=None, on_urc=None, log=None):
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, reader, writer, name, on_data=None, on_urc=None, log=None):
+        self.reader = reader
+        self.writer = writer
         self.name = name
         self.on_data = on_data
         self.on_urc = on_urc
-        self._log = log
+        self.log = log
         self.core = AtCore()
-        self._lock = asyncio.Lock()
-        self._task = None
-        self.gone = False  # the UART stream ended (the simulator closed it)
+        self.lock = asyncio.Lock()  # one command in flight
+        self.task = None  # the reader task: run()
+        self.closed = False  # the UART stream ended or failed (the simulator closed it)
 
     def start(self):
-        if self._task is None:
-            self._task = asyncio.create_task(self._rx_loop())
+        if self.task is None:
+            self.task = asyncio.create_task(self.run())
 
     def stop(self):
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
-    async def _rx_loop(self):
+    async def run(self):
+        """The reader task: UART bytes into the core, events out."""
         try:
             while True:
-                data = await self._reader.read(_READ_CHUNK)
+                data = await self.reader.read(_READ_CHUNK)
                 if not data:
                     break
                 for ev in self.core.feed(data):
@@ -434,26 +443,25 @@ class AtModem:
                             self.on_data(ev[1], ev[2])
                     elif ev[0] == EV_URC and self.on_urc is not None:
                         self.on_urc(ev[1])
-                    # EV_PROMPT, EV_DONE: _wait() sees the core's state;
+                    # EV_PROMPT, EV_DONE: wait() sees the core's state;
                     # EV_GARBAGE: counted in core.garbage.
         except Exception as e:  # OSError; or a callback's bug, which must not leave a dead reader behind
-            if self._log is not None:
-                self._log("error", "%s: UART reader stopped: %r" % (self.name, e))
-        self.gone = True  # commands fail from now on; the link opens the UART again
+            if self.log is not None:
+                self.log("error", "%s: UART reader stopped: %r" % (self.name, e))
+        self.closed = True  # commands fail from now on; the link opens the UART again
 
-    async def _write(self, data):
+    async def write(self, data):
         try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except OSError as e:
-            self.gone = True
-            raise ModemError(self.name, "UART write", repr(e), _UART_HINT)
+            self.writer.write(data)
+            await self.writer.drain()
+        except OSError:
+            self.closed = True  # command() reports it
 
-    async def _wait(self):
+    async def wait(self):
         """Until the command in flight is prompted or done (a timeout makes
         it done), or the UART is gone."""
         core = self.core
-        while core.state > _S_PROMPTED and not self.gone:
+        while core.state > _S_PROMPTED and not self.closed:
             await sleep_ms(_POLL_MS)
             core.poll(ticks_ms())
 
@@ -461,22 +469,22 @@ class AtModem:
         """Send `command`; return its information lines on OK. With `payload`
         the command answers "> " first and the payload is written then.
         Raises AtTimeout, AtCommandError, or ModemError (UART gone)."""
-        async with self._lock:
+        async with self.lock:
             core = self.core
             r = None
-            if not self.gone:
-                await self._write(core.begin(command, ticks_ms(), timeout_ms, prefix, final, payload is not None))
-                await self._wait()
+            if not self.closed:
+                await self.write(core.begin(command, ticks_ms(), timeout_ms, prefix, final, payload is not None))
+                await self.wait()
                 if core.state == _S_PROMPTED:
-                    await self._write(payload)
+                    await self.write(payload)
                     core.payload_sent()
-                    await self._wait()
+                    await self.wait()
                 elif payload is not None and core.result is not None and core.result[0] == "TIMEOUT":
                     # No prompt in time: the modem may still wait for data; ESC cancels.
-                    await self._write(b"\x1b")
+                    await self.write(b"\x1b")
                 r = core.take()
-            if r is None:  # the UART ended before or during the command
-                raise ModemError(self.name, command, "UART ended", _UART_HINT)
+            if r is None:  # the UART ended (or failed) before or during the command
+                raise ModemError(self.name, command, "UART closed", "check the modem's UART wiring")
             if r[0] == "OK":
                 return r[1]
             raise (AtTimeout if r[0] == "TIMEOUT" else AtCommandError)(self.name, command, r[0], hint_for(r[0]), r[1])
@@ -493,7 +501,7 @@ class AtModem:
                 return ln
         raise AtCommandError(self.name, command, "no %s line" % head)
 
-    def _ip_check(self, command, line):
+    def check(self, command, line):
         """Raise AtCommandError unless a +NETOPEN: / +CIPOPEN: result line
         ends in <err> 0."""
         err = ints(line)[-1]
@@ -510,7 +518,7 @@ class AtModem:
                 await self.command("AT")
                 break
             except ModemError:
-                if self.gone or i == _PROBE_TRIES - 1:
+                if self.closed or i == _PROBE_TRIES - 1:
                     raise
         await self.command("ATE0")
         await self.command("AT+CMEE=1")
@@ -541,8 +549,8 @@ class AtModem:
     async def setup_pdp(self, apn):
         """PDP context 1 with the APN, sockets on it, non-transparent mode,
         data pushed in +RECEIVE URCs without the sender's address."""
-        for setting in ('CGDCONT=1,"IP","%s" CSOCKSETPN=1 CIPMODE=0 CIPSRIP=0 CIPRXGET=0' % apn).split():
-            await self.command("AT+" + setting)  # (an APN has no spaces)
+        for cmd in ('AT+CGDCONT=1,"IP","%s" AT+CSOCKSETPN=1 AT+CIPMODE=0 AT+CIPSRIP=0 AT+CIPRXGET=0' % apn).split():
+            await self.command(cmd)  # (an APN has no spaces)
 
     async def net_open(self):
         """AT+NETOPEN; an already open network counts as success."""
@@ -553,7 +561,7 @@ class AtModem:
             if e.status != "ERROR" or ints(await self.ask("AT+NETOPEN?"))[0] != 1:
                 raise
             return
-        self._ip_check("AT+NETOPEN", line)
+        self.check("AT+NETOPEN", line)
 
     async def tcp_open(self, link, host, port):
         cmd = 'AT+CIPOPEN=%d,"TCP","%s",%d' % (link, host, port)
@@ -563,9 +571,9 @@ class AtModem:
             # "+CIPOPEN: 0,4" then ERROR: link already open; ",2": no network.
             for ln in e.lines:
                 if ln.startswith("+CIPOPEN:"):
-                    self._ip_check(cmd, ln)
+                    self.check(cmd, ln)
             raise
-        self._ip_check(cmd, line)
+        self.check(cmd, line)
 
     async def tcp_send(self, link, data):
         """Send bytes on a TCP link; returns the count the modem confirmed."""

@@ -37,6 +37,10 @@ SMS fallback: `await link.send_sms(text)` (the host decides when, e.g. for an
 alarm not acknowledged within its configured time); `format_alarm_sms()` is
 the text. SMS works while only the data path is down (the modem is still
 registered), which is the case it exists for.
+
+RAM: as in at_modem.py, the link's own attributes and helpers reuse names the
+firmware already has (`reader`, `reason`, `on_data`, `poll`) rather than
+adding underscored ones: every distinct name is a qstr that stays in RAM.
 """
 
 try:
@@ -82,19 +86,17 @@ _TICK_MS = const(20)
 # Indian Standard Time: the SMS is read by a person in Kanpur.
 _IST_MINUTES = const(330)
 
-_COVERAGE = "check the antenna and coverage"
-
 # ---------------------------------------------------------------- pure policy
 
 
-def next_delay_ms(tries, base_ms=_BACKOFF_BASE_MS, cap_ms=_BACKOFF_CAP_MS, jitter8=0):
+def next_delay_ms(tries, backoff_base_ms=_BACKOFF_BASE_MS, backoff_cap_ms=_BACKOFF_CAP_MS, jitter8=0):
     """Delay before reconnect attempt number `tries` (0 = first retry):
-    base_ms * 2**tries, capped at cap_ms, then shortened by up to 25 % by
-    jitter8 (0..255, random in the firmware) so boxes that lost the same
-    cell do not come back in lockstep."""
-    d = base_ms << min(max(tries, 0), 20)  # the shift is bounded: no huge ints
-    if d > cap_ms:
-        d = cap_ms
+    backoff_base_ms * 2**tries, capped at backoff_cap_ms, then shortened by
+    up to 25 % by jitter8 (0..255, random in the firmware) so boxes that
+    lost the same cell do not come back in lockstep."""
+    d = backoff_base_ms << min(max(tries, 0), 20)  # the shift is bounded: no huge ints
+    if d > backoff_cap_ms:
+        d = backoff_cap_ms
     return d - (d * jitter8) // 1024
 
 
@@ -139,7 +141,7 @@ def civil_from_unix(t):
     return y, m, d, secs // 3600, (secs // 60) % 60, secs % 60
 
 
-def format_alarm_sms(box_id, junction, kind, event, time_s, time_synced=True, tz_minutes=_IST_MINUTES, tz_name="IST"):
+def format_alarm_sms(box_id, junction, kind, event, time_s, time_synced=True):
     """The SMS sent for an alarm the gateway has not acknowledged:
 
         CALLBOX PANIC box 42 Ghantaghar Square 28-11-2026 19:20:01 IST ev 0000002a-00000007 no data link
@@ -149,8 +151,8 @@ def format_alarm_sms(box_id, junction, kind, event, time_s, time_synced=True, tz
     console shows it (`%08x-%08x`). Printable ASCII, at most 160 characters:
     the junction name is shortened first."""
     if time_synced:
-        y, mo, d, h, mi, s = civil_from_unix(time_s + tz_minutes * 60)
-        when = "%02d-%02d-%04d %02d:%02d:%02d %s" % (d, mo, y, h, mi, s, tz_name)
+        y, mo, d, h, mi, s = civil_from_unix(time_s + _IST_MINUTES * 60)
+        when = "%02d-%02d-%04d %02d:%02d:%02d IST" % (d, mo, y, h, mi, s)
     else:
         when = "uptime %ds" % time_s
     head = "CALLBOX %s box %d " % (str(kind).upper(), box_id)
@@ -186,7 +188,7 @@ class LteLink(Link):
         register_timeout_ms=_REGISTER_TIMEOUT_MS,
     ):
         super().__init__(host)
-        self._open_uart = open_uart
+        self.open_uart = open_uart
         self.gateway_host = gateway_host
         self.gateway_port = gateway_port
         self.apn = apn
@@ -204,8 +206,8 @@ class LteLink(Link):
         self.frames_sent = 0
         self.frames_received = 0
         self.connects = 0
-        self._frames = FrameReader()
-        self._down_reason = None  # set by a URC that ends UP
+        self.reader = FrameReader()  # the gateway's frames in the TCP data
+        self.reason = None  # why UP must end, set by a URC (on_urc)
 
     # -------------------------------------------------- main task
 
@@ -242,11 +244,11 @@ class LteLink(Link):
     async def _connect(self):
         m = self.modem
         self.state = "probe"
-        if m is None or m.gone:
+        if m is None or m.closed:
             if m is not None:
                 m.stop()
-            reader, writer = await self._open_uart()
-            m = self.modem = at_modem.AtModem(reader, writer, self.label, self._on_data, self._on_urc, self.host.log)
+            reader, writer = await self.open_uart()
+            m = self.modem = at_modem.AtModem(reader, writer, self.label, self.on_data, self.on_urc, self.host.log)
             m.start()
         await m.probe()
         self.state = "sim"
@@ -254,11 +256,11 @@ class LteLink(Link):
         self.state = "register"
         waited = 0
         while True:
-            stat = await self._check()
+            stat = await self.poll()
             if registered(stat):
                 break
             if stat == 3 or waited >= self.register_timeout_ms:
-                hint = "registration denied: check the SIM's plan with the operator" if stat == 3 else _COVERAGE
+                hint = "registration denied: check the SIM's plan with the operator" if stat == 3 else "check the antenna and coverage"
                 raise ModemError(self.label, "LTE link", "not registered after %d ms (stat %d)" % (waited, stat), hint)
             await sleep_ms(_REG_POLL_MS)
             waited += _REG_POLL_MS
@@ -267,8 +269,8 @@ class LteLink(Link):
         await m.setup_pdp(self.apn)
         await m.net_open()
         self.state = "connect"
-        self._frames = FrameReader()
-        self._down_reason = None
+        self.reader = FrameReader()
+        self.reason = None
         self.keepalive.since = None
         await m.tcp_open(_LINK, self.gateway_host, self.gateway_port)
         self.connects += 1
@@ -278,7 +280,7 @@ class LteLink(Link):
         # Anything the host still holds goes out on the new connection now.
         self.host.pending.set()
 
-    async def _check(self):
+    async def poll(self):
         """AT+CSQ (kept in rssi_dbm) and the registration <stat>; also
         proves that the modem answers."""
         self.rssi_dbm = at_modem.csq_to_dbm((await self.modem.signal())[0])
@@ -290,16 +292,16 @@ class LteLink(Link):
         last_check = ticks_ms()
         while True:
             now = ticks_ms()
-            if self._down_reason is not None:
-                raise ModemError(self.label, "LTE link", self._down_reason)
+            if self.reason is not None:
+                raise ModemError(self.label, "LTE link", self.reason)
             if ka.dead(now):
                 self.count("keepalive")
                 raise ModemError(self.label, "LTE link", "no answer from the gateway for %d ms" % ticks_diff(now, ka.since), "check the gateway and the APN's routing")
             if ticks_diff(now, last_check) >= self.probe_interval_ms:
                 last_check = now
-                stat = await self._check()
+                stat = await self.poll()
                 if not registered(stat):
-                    raise ModemError(self.label, "LTE link", "registration lost (stat %d)" % stat, _COVERAGE)
+                    raise ModemError(self.label, "LTE link", "registration lost (stat %d)" % stat, "check the antenna and coverage")
             elif host.pending.is_set():
                 host.pending.clear()
                 frame = host.next_up_frame(self)
@@ -310,7 +312,12 @@ class LteLink(Link):
                         # The host keeps its frame; make sure it is asked again.
                         self.count("send_fail")
                         host.pending.set()
-                        raise
+                        # The URC that says why (+CIPEVENT, +IPCLOSE) may come
+                        # just after the failure it caused: it is the better
+                        # reason, given at the loop's next turn.
+                        await sleep_ms(_TICK_MS)
+                        if self.reason is None:
+                            raise
                     self.frames_sent += 1
                     ka.sent(ticks_ms())
             else:
@@ -318,12 +325,11 @@ class LteLink(Link):
 
     # -------------------------------------------------- modem callbacks
 
-    def _on_data(self, link, data):
-        if link != _LINK:
-            self.count("other_link")
+    def on_data(self, link, data):
+        if link != _LINK:  # (no other socket is opened)
             return
         host = self.host
-        for piece in self._frames.feed(data):
+        for piece in self.reader.feed(data):
             try:
                 frame = host.decode(piece)
             except WireError as e:
@@ -337,20 +343,20 @@ class LteLink(Link):
             if frame.mtype != MSG_POLL:
                 host.on_frame(frame, self)
 
-    def _on_urc(self, line):
+    def on_urc(self, line):
         """A URC that ends UP leaves its reason for the UP loop."""
         if line.startswith("+IPCLOSE:"):
             v = at_modem.ints(line)
             if v[0] == _LINK:
-                self._down_reason = "TCP closed (+IPCLOSE reason %d)" % v[-1]
+                self.reason = "TCP closed (+IPCLOSE reason %d)" % v[-1]
         elif line.startswith("+CIPEVENT:"):
-            self._down_reason = "network closed (%s)" % line
+            self.reason = "network closed (%s)" % line
         elif line == "RDY":
-            self._down_reason = "modem restarted"
+            self.reason = "modem restarted"
         elif line.startswith("+CREG:") or line.startswith("+CEREG:"):
             stat = at_modem.parse_reg(line)
             if not registered(stat):
-                self._down_reason = "registration lost (stat %d)" % stat
+                self.reason = "registration lost (stat %d)" % stat
 
     # -------------------------------------------------- SMS
 
@@ -360,7 +366,7 @@ class LteLink(Link):
         modem is not open yet); the caller decides whether to retry."""
         number = number or self.sms_number
         if not number:
-            raise ModemError(self.label, "SMS", "no number configured")
+            raise ModemError(self.label, "LTE link", "no SMS number configured")
         if self.modem is None:
-            raise ModemError(self.label, "SMS", "modem not open")
+            raise ModemError(self.label, "LTE link", "modem not open")
         return await self.modem.send_sms(number, text)
