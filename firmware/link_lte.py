@@ -318,6 +318,7 @@ class LteLink(Link):
                         await sleep_ms(_TICK_MS)
                         if self.reason is None:
                             raise
+                        continue
                     self.frames_sent += 1
                     ka.sent(ticks_ms())
             else:
