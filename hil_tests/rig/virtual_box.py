@@ -361,9 +361,14 @@ class VirtualBox:
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
         if run_main:
-            cmd += ["-i", "main.py"]
+            # -m, not a script path: a script puts its absolute directory
+            # first on sys.path, so every import would intern the long build
+            # path of its file as a qstr in the box's small heap.
+            cmd += ["-i", "-m", "main"]
         env = dict(os.environ)
-        env["MICROPYPATH"] = ".frozen:%s:%s" % (self.flash_dir, self.flash_dir / "lib")
+        # sys.path as on the ESP32 ('', '.frozen', '/lib'), relative to the
+        # cwd, which is the flash directory.
+        env["MICROPYPATH"] = ":.frozen:lib"
         env["CALLBOX_BOOT"] = reason
         self._proc = subprocess.Popen(cmd, cwd=str(self.flash_dir), stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=_set_ctty, env=env, close_fds=True)
         os.close(slave)
