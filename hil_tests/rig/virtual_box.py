@@ -13,7 +13,7 @@ What the supervisor does:
   firmware (*.py) and boards/; the box process runs with it as its cwd;
 - the box's console is a pty pair, raw (no \\r\\n translation) with ISIG on
   and made the child's controlling terminal, so a Ctrl-C from mpremote
-  interrupts main.py; `micropython -i main.py` runs the firmware, then the
+  interrupts main.py; `micropython -i -m main` runs the firmware, then the
   REPL. The supervisor relays that pty to a second pty whose path is
   `console_port`, so the port stays the same across reboots;
 - when the interpreter exits (a soft reset in the raw REPL, Ctrl-D in the
