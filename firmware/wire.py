@@ -11,6 +11,18 @@ dataclasses, no `hmac` module (the MicroPython unix port has none), no keyword
 arguments to builtins that MicroPython lacks. It has no I/O and no clock: the
 transports own buffers and timing, the application owns state.
 
+It stays loaded on the box for good, so it is written to be small in RAM
+(docs/firmware.md, "Memory"): on MicroPython every function, every string
+longer than 10 characters and every table is a heap object for as long as
+the module is loaded. Hence one table-driven path for all payloads
+(_LAYOUTS) instead of a branch per type, and error details built from short
+pieces around one shared format (_RANGE_FMT). One trap: MicroPython grows
+a module's name table only when it is full, so with 71 to 73 module-level
+names (measured) its 73 slots are (nearly) full and every lookup of a
+builtin from this module scans them: the codec ran 2-3 times slower on the
+MicroPython unix port, a risk for the box's 5 ms RS-485 turnaround. It has
+more than 73 names (a table of 97 slots); keep it that way.
+
 Frame body (before COBS), all integers big-endian::
 
     off  size  field
@@ -72,8 +84,6 @@ MAX_BODY = const(217)  # OVERHEAD + MAX_PAYLOAD
 # one byte to a body of at most 254 bytes.
 MAX_ENCODED = const(218)
 
-# Field ranges the encoder checks (MicroPython's struct.pack does not).
-_U16 = const(0xFFFF)
 _U32 = const(0xFFFFFFFF)
 
 # Bus addresses: 0 = not on a bus (LTE), 1..247 boxes (as Modbus).
@@ -96,12 +106,12 @@ TYPE_NAMES = {
     MSG_POLL: "POLL",
     MSG_IDLE: "IDLE",
 }
-TYPE_CODES = {}
-for _c in TYPE_NAMES:
-    TYPE_CODES[TYPE_NAMES[_c]] = _c
+TYPE_CODES = {name: code for code, name in TYPE_NAMES.items()}
 
-# Which way each type travels: True = gateway -> box (DOWN flag set).
-_DOWN_TYPES = (MSG_ACK, MSG_CALL_STATE, MSG_COMMAND, MSG_POLL)
+# Which way each type travels: bit t set = type t goes gateway -> box (DOWN
+# flag set): ACK, CALL_STATE, COMMAND, POLL. A bit mask, not a tuple, so it
+# costs no RAM.
+_DOWN_TYPES = const(0b10110100)
 
 # Enumerations carried in payloads, as (code, name) tables.
 ALARM_KINDS = {1: "emergency", 2: "panic", 3: "tamper", 4: "power", 5: "battery", 6: "button_fault"}
@@ -133,6 +143,36 @@ E_PAYLOAD = "payload"  # payload does not fit the type's layout
 E_REPLAY = "replay"  # counter seen before or below the window
 E_RANGE = "range"  # encoder: a field out of range
 
+# Every "value outside its range" detail, the encoder's and the decoder's,
+# uses this one format: one string on the box's heap instead of one per check.
+_RANGE_FMT = "%s %r not in %d..%d"
+
+# Payload layouts, in type-code order (ALARM = 1 ... IDLE = 8): the struct
+# format of the fixed part, how many of the fields a message must give, then
+# the fields in wire order. A table just before a field's name makes it an
+# enumeration: sent as its code, decoded to its name in that table (an
+# unknown code decodes as the integer, so a newer peer is still understood).
+# The fields past the required ones may be left out of a message to encode:
+# they go out as 0 (the code of "stored" and "none"), no faults, no bytes. A
+# last field with no format character left (COMMAND args, RESULT data) is the
+# free bytes to the end of the payload. Special cases, by name: "flags"
+# (ALARM) carries time_synced and restore; "tamper" is a bool (0 or 1); "fw"
+# is three bytes, "major.minor.patch"; "faults" is a list of FAULT_BITS names
+# (bits with no name stay integers, never dropped: a fault reported by a
+# newer box must still reach the operator).
+_NO_PAYLOAD = (">", 0)
+_LAYOUTS = (
+    (">IBBIH", 4, "event", ALARM_KINDS, "kind", "flags", "time_s", "time_ms"),
+    (">BIIB", 2, TYPE_NAMES, "acked_type", "acked_counter", "event", ACK_STATUS, "status"),
+    (">IBHBBbBBBHBBI", 8, "uptime_s", POWER_STATES, "power", "battery_mv", "tamper", LINKS, "link", "rssi_dbm", "fw",
+     "outbox", BOOT_REASONS, "boot_reason", "faults", "time_s"),
+    (">BIB", 1, CALL_STATES, "state", "event", PROMPTS, "prompt"),
+    (">HB", 2, "request", COMMAND_OPS, "op", "args"),
+    (">HBB", 3, "request", COMMAND_OPS, "op", RESULT_STATUS, "status", "data"),
+    _NO_PAYLOAD,  # POLL
+    _NO_PAYLOAD,  # IDLE
+)
+
 
 class WireError(ValueError):
     """A frame was rejected. `reason` is one of the E_* codes; `box_id` is set
@@ -142,12 +182,29 @@ class WireError(ValueError):
         self.reason = reason
         self.detail = detail
         self.box_id = box_id
-        msg = reason
-        if box_id is not None:
-            msg = msg + " (box %d)" % box_id
-        if detail:
-            msg = msg + ": " + detail
-        super().__init__(msg)
+        msg = reason if box_id is None else reason + " (box %d)" % box_id
+        super().__init__(msg + ": " + detail if detail else msg)
+
+
+def _int(value, lo, hi, what):
+    """An integer field checked against its wire range. MicroPython's
+    struct.pack silently wraps out-of-range values (300 packs as 0x2c), so
+    the encoder checks every field itself: the box and the gateway must
+    refuse the same messages."""
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise WireError(E_RANGE, _RANGE_FMT % (what, value, lo, hi))
+    return value
+
+
+def _code(table, value, what):
+    """The wire code of an enumeration given by name, or an integer code
+    (codes this codec does not know, from a newer peer, decode as integers)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value, 0, 255, what)
+    for c in table:
+        if table[c] == value:
+            return c
+    raise WireError(E_RANGE, "%s %r" % (what, value))
 
 
 # ---------------------------------------------------------------- COBS
@@ -175,10 +232,10 @@ def cobs_decode(data):
     while i < n:
         code = data[i]
         if code == 0:
-            raise WireError(E_COBS, "zero byte inside a frame")
+            raise WireError(E_COBS, "zero byte")
         end = i + code
         if end > n:
-            raise WireError(E_COBS, "block runs past the end")
+            raise WireError(E_COBS, "past end")
         out.extend(data[i + 1 : end])
         i = end
         if code != 0xFF and i < n:
@@ -193,36 +250,41 @@ class BoxKey:
     """A per-box secret with its HMAC-SHA256 pads precomputed.
 
     HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)) (RFC 2104), written over
-    hashlib.sha256 because MicroPython has no hmac module. On CPython the keyed
-    hash states are copied instead of re-hashing the pads each time."""
+    hashlib.sha256 because MicroPython has no hmac module. _inner and _outer
+    are the two pads; on CPython, where hash states can be copied, they are
+    the keyed hash states instead, which saves hashing the pads each time."""
 
     def __init__(self, secret):
         secret = bytes(secret)
         if len(secret) < 16:
-            raise WireError(E_RANGE, "a box key must be at least 16 bytes")
+            raise WireError(E_RANGE, "key < 16 B")
         if len(secret) > 64:
             secret = hashlib.sha256(secret).digest()
-        padded = secret + bytes(64 - len(secret))
-        self._ipad = bytes([b ^ 0x36 for b in padded])
-        self._opad = bytes([b ^ 0x5C for b in padded])
-        self._inner = None
-        self._outer = None
-        h = hashlib.sha256(self._ipad)
+        # The key padded with zeros to the 64-byte block, XORed with each pad
+        # (a loop, not a comprehension: no extra function in RAM).
+        inner = bytearray(secret + bytes(64 - len(secret)))
+        outer = bytearray(inner)
+        for i in range(64):
+            inner[i] ^= 0x36
+            outer[i] ^= 0x5C
+        self._inner = bytes(inner)
+        self._outer = bytes(outer)
+        h = hashlib.sha256(self._inner)
         if hasattr(h, "copy"):
             self._inner = h
-            self._outer = hashlib.sha256(self._opad)
+            self._outer = hashlib.sha256(self._outer)
 
     def mac(self, msg):
         """Full 32-byte HMAC-SHA256 of msg."""
-        if self._inner is not None:
-            inner = self._inner.copy()
-            inner.update(msg)
-            outer = self._outer.copy()
-            outer.update(inner.digest())
-            return outer.digest()
-        inner = hashlib.sha256(self._ipad)
+        inner = self._inner
+        outer = self._outer
+        if isinstance(inner, bytes):  # MicroPython: hash the pads again
+            inner = hashlib.sha256(inner)
+            outer = hashlib.sha256(outer)
+        else:
+            inner = inner.copy()
+            outer = outer.copy()
         inner.update(msg)
-        outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()
 
@@ -232,6 +294,10 @@ class BoxKey:
     def __repr__(self):
         # Keys never appear in logs or tracebacks.
         return "BoxKey(<secret>)"
+
+
+# IEEE CRC-32 (as zlib), an unsigned int on both interpreters.
+crc32 = binascii.crc32
 
 
 def equal_ct(a, b):
@@ -245,17 +311,11 @@ def equal_ct(a, b):
     return diff == 0
 
 
-def crc32(data):
-    return binascii.crc32(data) & 0xFFFFFFFF
-
-
 # ---------------------------------------------------------------- frames
 
 
 class Frame:
     """A decoded, verified frame. `msg` is the decoded payload as a dict."""
-
-    __slots__ = ("mtype", "flags", "addr", "box_id", "counter", "payload", "msg")
 
     def __init__(self, mtype, flags, addr, box_id, counter, payload, msg):
         self.mtype = mtype
@@ -281,14 +341,12 @@ class Frame:
 def encode_body(key, mtype, box_id, counter, payload=b"", addr=ADDR_NONE):
     """Header, payload, tag and CRC: the body before COBS."""
     if mtype not in TYPE_NAMES:
-        raise WireError(E_RANGE, "unknown message type %r" % (mtype,))
-    if len(payload) > MAX_PAYLOAD:
-        raise WireError(E_RANGE, "payload of %d bytes > %d" % (len(payload), MAX_PAYLOAD))
-    _int(addr, 0, ADDR_MAX, "bus address")
-    _int(box_id, 0, _U32, "box id")
+        raise WireError(E_RANGE, "type %r" % (mtype,))
+    _int(len(payload), 0, MAX_PAYLOAD, "payload")
+    _int(addr, 0, ADDR_MAX, "address")
+    _int(box_id, 0, _U32, "box_id")
     _int(counter, 0, _U32, "counter")
-    flags = FLAG_DOWN if mtype in _DOWN_TYPES else 0
-    head = struct.pack(">BBBBIIB", VERSION, mtype, flags, addr, box_id, counter, len(payload))
+    head = struct.pack(">BBBBIIB", VERSION, mtype, (_DOWN_TYPES >> mtype) & FLAG_DOWN, addr, box_id, counter, len(payload))
     signed = head + bytes(payload)
     signed = signed + key.tag(signed)
     return signed + struct.pack(">I", crc32(signed))
@@ -301,53 +359,14 @@ def encode_frame(key, mtype, box_id, counter, payload=b"", addr=ADDR_NONE):
 
 def encode_message(key, msg, box_id, counter, addr=ADDR_NONE):
     """encode_frame from a message dict as decode_frame returns it."""
-    mtype = TYPE_CODES.get(msg.get("type"))
-    if mtype is None:
-        raise WireError(E_RANGE, "unknown message type %r" % (msg.get("type"),))
-    return encode_frame(key, mtype, box_id, counter, pack_payload(msg), addr)
+    payload = pack_payload(msg)  # refuses an unknown type
+    return encode_frame(key, TYPE_CODES[msg["type"]], box_id, counter, payload, addr)
 
 
 def peek_header(body):
     """(version, type, flags, addr, box_id, counter, length) of a body whose
     CRC has been checked; used to find the key before verifying."""
     return struct.unpack(">BBBBIIB", body[:_HEADER])
-
-
-def decode_body(body, key_for, expect_down=None):
-    """Check and verify a body (COBS already removed); return a Frame.
-
-    key_for(box_id) -> BoxKey or None. expect_down: True on a box (accept only
-    gateway->box types), False on a gateway, None to accept both (tools).
-    Raises WireError; checks run cheapest first so noise never costs a hash."""
-    n = len(body)
-    if n == _SHORT_BODY and body[0] == SHORT_MARK:
-        return _decode_short(body, expect_down)
-    if n < OVERHEAD:
-        raise WireError(E_SHORT, "%d bytes < %d" % (n, OVERHEAD))
-    if n > MAX_BODY:
-        raise WireError(E_OVERSIZE, "%d bytes > %d" % (n, MAX_BODY))
-    got_crc = struct.unpack(">I", body[n - _CRC :])[0]
-    if crc32(body[: n - _CRC]) != got_crc:
-        raise WireError(E_CRC, "checksum mismatch")
-    version, mtype, flags, addr, box_id, counter, length = peek_header(body)
-    if version != VERSION:
-        raise WireError(E_VERSION, "version %d, expected %d" % (version, VERSION), box_id)
-    if _HEADER + length + _TAG + _CRC != n:
-        raise WireError(E_LENGTH, "length field %d disagrees with %d-byte body" % (length, n), box_id)
-    if mtype not in TYPE_NAMES or flags & 0xFE:
-        raise WireError(E_TYPE, "type 0x%02x flags 0x%02x" % (mtype, flags), box_id)
-    down = bool(flags & FLAG_DOWN)
-    if down != (mtype in _DOWN_TYPES) or (expect_down is not None and down != expect_down):
-        raise WireError(E_TYPE, "%s in the wrong direction" % TYPE_NAMES[mtype], box_id)
-    key = key_for(box_id)
-    if key is None:
-        raise WireError(E_UNKNOWN_BOX, "no key for this box; provision it or check the box id", box_id)
-    end = _HEADER + length
-    if not equal_ct(key.tag(body[:end]), body[end : end + _TAG]):
-        raise WireError(E_AUTH, "tag does not verify: wrong key, or a forged frame", box_id)
-    payload = bytes(body[_HEADER:end])
-    msg = unpack_payload(mtype, payload, box_id)
-    return Frame(mtype, flags, addr, box_id, counter, payload, msg)
 
 
 # ---------------------------------------------------------------- short frames
@@ -367,30 +386,61 @@ def decode_body(body, key_for, expect_down=None):
 # that is itself authenticated, and a short IDLE proves nothing (box health
 # is judged only from authenticated HEARTBEATs). Frame.box_id is None.
 
+
 def encode_short(mtype, addr, seq):
     """A short POLL (master) or IDLE (box) for RS-485: 0x00 COBS(body) 0x00."""
     if mtype != MSG_POLL and mtype != MSG_IDLE:
-        raise WireError(E_RANGE, "only POLL and IDLE have a short form")
-    _int(addr, 1, ADDR_MAX, "short frame bus address")
-    _int(seq, 0, 255, "poll sequence")
+        raise WireError(E_RANGE, _RANGE_FMT % ("short type", mtype, MSG_POLL, MSG_IDLE))
+    _int(addr, 1, ADDR_MAX, "address")
+    _int(seq, 0, 255, "seq")
     head = bytes([SHORT_MARK, mtype, addr, seq])
     return b"\x00" + cobs_encode(head + struct.pack(">H", crc32(head) & 0xFFFF)) + b"\x00"
 
 
-def _decode_short(body, expect_down):
-    if (crc32(body[:4]) & 0xFFFF) != struct.unpack(">H", body[4:6])[0]:
-        raise WireError(E_CRC, "short frame checksum mismatch")
-    mtype = body[1]
-    if mtype != MSG_POLL and mtype != MSG_IDLE:
-        raise WireError(E_TYPE, "short frame of type 0x%02x" % mtype)
-    down = mtype == MSG_POLL
-    if expect_down is not None and down != expect_down:
-        raise WireError(E_TYPE, "%s in the wrong direction" % TYPE_NAMES[mtype])
-    addr = body[2]
-    if not 1 <= addr <= ADDR_MAX:
-        # A field invalid for the type (E_RANGE is the encoder's reason).
-        raise WireError(E_PAYLOAD, "short %s for bus address %d, not 1..%d" % (TYPE_NAMES[mtype], addr, ADDR_MAX))
-    return Frame(mtype, FLAG_DOWN if down else 0, addr, None, body[3], b"", {"type": TYPE_NAMES[mtype], "short": True, "seq": body[3]})
+def decode_body(body, key_for, expect_down=None):
+    """Check and verify a body (COBS already removed); return a Frame.
+
+    key_for(box_id) -> BoxKey or None. expect_down: True on a box (accept only
+    gateway->box types), False on a gateway, None to accept both (tools).
+    Raises WireError; checks run cheapest first so noise never costs a hash."""
+    n = len(body)
+    if n == _SHORT_BODY and body[0] == SHORT_MARK:
+        # A short POLL or IDLE (see above): no box id, no key, no tag.
+        if crc32(body[:4]) & 0xFFFF != body[4] << 8 | body[5]:
+            raise WireError(E_CRC, "short form")
+        mark, mtype, addr, counter = body[:4]
+        if mtype != MSG_POLL and mtype != MSG_IDLE:
+            raise WireError(E_TYPE, _RANGE_FMT % ("short type", mtype, MSG_POLL, MSG_IDLE))
+        flags = (_DOWN_TYPES >> mtype) & FLAG_DOWN
+        box_id = None
+    else:
+        if not OVERHEAD <= n <= MAX_BODY:
+            raise WireError(E_SHORT if n < OVERHEAD else E_OVERSIZE, _RANGE_FMT % ("bytes", n, OVERHEAD, MAX_BODY))
+        if crc32(body[: n - _CRC]) != struct.unpack(">I", body[n - _CRC :])[0]:
+            raise WireError(E_CRC)
+        version, mtype, flags, addr, box_id, counter, length = peek_header(body)
+        if version != VERSION:
+            raise WireError(E_VERSION, _RANGE_FMT % ("version", version, VERSION, VERSION), box_id)
+        if length != n - OVERHEAD:
+            raise WireError(E_LENGTH, _RANGE_FMT % ("length", length, n - OVERHEAD, n - OVERHEAD), box_id)
+        if mtype not in TYPE_NAMES or flags & 0xFE:
+            raise WireError(E_TYPE, "%s %r" % ("type/flags", (mtype, flags)), box_id)
+    down = flags & FLAG_DOWN
+    if down != (_DOWN_TYPES >> mtype) & 1 or (expect_down is not None and down != expect_down):
+        raise WireError(E_TYPE, TYPE_NAMES[mtype] + " wrong way", box_id)
+    if box_id is None:  # short
+        if not 1 <= addr <= ADDR_MAX:
+            # A field invalid for the type (E_RANGE is the encoder's reason).
+            raise WireError(E_PAYLOAD, _RANGE_FMT % ("address", addr, 1, ADDR_MAX))
+        return Frame(mtype, flags, addr, None, counter, b"", {"type": TYPE_NAMES[mtype], "short": True, "seq": counter})
+    key = key_for(box_id)
+    if key is None:
+        raise WireError(E_UNKNOWN_BOX, "not provisioned", box_id)
+    end = _HEADER + length
+    if not equal_ct(key.tag(body[:end]), body[end : end + _TAG]):
+        raise WireError(E_AUTH, "wrong key?", box_id)
+    payload = bytes(body[_HEADER:end])
+    return Frame(mtype, flags, addr, box_id, counter, payload, unpack_payload(mtype, payload, box_id))
 
 
 def decode_frame(piece, key_for, expect_down=None):
@@ -398,81 +448,14 @@ def decode_frame(piece, key_for, expect_down=None):
     if not piece:
         raise WireError(E_EMPTY)
     if len(piece) > MAX_ENCODED:
-        raise WireError(E_OVERSIZE, "%d bytes > %d" % (len(piece), MAX_ENCODED))
+        raise WireError(E_OVERSIZE, _RANGE_FMT % ("bytes", len(piece), 1, MAX_ENCODED))
     return decode_body(cobs_decode(piece), key_for, expect_down)
 
 
 # ---------------------------------------------------------------- payloads
 #
-# Each type has a fixed layout (COMMAND and RESULT end in free bytes). The
-# decoded form is a dict with "type" and the named fields; enumerations are
-# names (see the tables above); unknown codes decode as integers so a newer
-# box is still understood.
-
-
-def _name(table, code):
-    return table.get(code, code)
-
-
-def _int(value, lo, hi, what):
-    """An integer field checked against its wire range. MicroPython's
-    struct.pack silently wraps out-of-range values (300 packs as 0x2c), so
-    the encoder checks every field itself: the box and the gateway must
-    refuse the same messages."""
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise WireError(E_RANGE, "%s %r not in %d..%d" % (what, value, lo, hi))
-    return value
-
-
-def _code(table, value, what):
-    """The wire code of an enumeration given by name, or an integer code
-    (codes this codec does not know, from a newer peer, decode as integers)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, 0, 255, what)
-    for c in table:
-        if table[c] == value:
-            return c
-    raise WireError(E_RANGE, "unknown %s %r" % (what, value))
-
-
-def _faults_to_names(bits):
-    # Bits this codec has no name for are kept as integers, never dropped:
-    # a fault reported by a newer box must still reach the operator.
-    out = []
-    b = 1
-    while b <= bits:
-        if bits & b:
-            out.append(FAULT_BITS.get(b, b))
-        b <<= 1
-    return out
-
-
-def _faults_to_bits(names):
-    bits = 0
-    for n in names:
-        b = _code(FAULT_BITS, n, "fault")
-        if b == 0 or b & (b - 1):
-            raise WireError(E_RANGE, "fault %r is not a single bit" % (n,))
-        bits |= b
-    return bits
-
-
-def _pack_fw(fw):
-    parts = str(fw).split(".")
-    if len(parts) != 3:
-        raise WireError(E_RANGE, "firmware version %r is not major.minor.patch" % (fw,))
-    out = []
-    for p in parts:
-        if not p.isdigit():
-            raise WireError(E_RANGE, "firmware version %r is not major.minor.patch" % (fw,))
-        out.append(_int(int(p), 0, 255, "firmware version part"))
-    return out
-
-
-def _bytes(value, what):
-    if isinstance(value, str):
-        raise WireError(E_RANGE, "%s must be bytes, not text" % what)
-    return bytes(value)
+# Both directions walk the type's _LAYOUTS entry. The decoded form is a dict
+# with "type" and the named fields.
 
 
 # CPython raises struct.error; MicroPython has no struct.error (naming it in
@@ -485,135 +468,115 @@ def pack_payload(msg):
     Raises WireError(E_RANGE) for a missing or out-of-range field."""
     t = msg.get("type")
     try:
-        if t == "ALARM":
-            flags = 0
-            if msg.get("time_synced", True):
-                flags |= ALARM_FLAG_TIME_SYNCED
-            if msg.get("restore", False):
-                flags |= ALARM_FLAG_RESTORE
-            return struct.pack(
-                ">IBBIH",
-                _int(msg["event"], 0, _U32, "event id"),
-                _code(ALARM_KINDS, msg["kind"], "alarm kind"),
-                flags,
-                _int(msg["time_s"], 0, _U32, "press time_s"),
-                _int(msg.get("time_ms", 0), 0, 999, "press time_ms"),
-            )
-        if t == "ACK":
-            return struct.pack(
-                ">BIIB",
-                _code(TYPE_NAMES, msg["acked_type"], "acked type"),
-                _int(msg["acked_counter"], 0, _U32, "acked counter"),
-                _int(msg.get("event", 0), 0, _U32, "event id"),
-                _code(ACK_STATUS, msg.get("status", "stored"), "ack status"),
-            )
-        if t == "HEARTBEAT":
-            fw = _pack_fw(msg["fw"])
-            return struct.pack(
-                ">IBHBBbBBBHBBI",
-                _int(msg["uptime_s"], 0, _U32, "uptime_s"),
-                _code(POWER_STATES, msg["power"], "power state"),
-                _int(msg["battery_mv"], 0, _U16, "battery_mv"),
-                1 if msg["tamper"] else 0,
-                _code(LINKS, msg["link"], "link"),
-                _int(msg["rssi_dbm"], -128, 127, "rssi_dbm"),
-                fw[0],
-                fw[1],
-                fw[2],
-                _int(msg["outbox"], 0, _U16, "outbox depth"),
-                _code(BOOT_REASONS, msg.get("boot_reason", "none"), "boot reason"),
-                _faults_to_bits(msg.get("faults", ())),
-                _int(msg.get("time_s", 0), 0, _U32, "time_s"),
-            )
-        if t == "CALL_STATE":
-            return struct.pack(
-                ">BIB",
-                _code(CALL_STATES, msg["state"], "call state"),
-                _int(msg.get("event", 0), 0, _U32, "event id"),
-                _code(PROMPTS, msg.get("prompt", "none"), "prompt"),
-            )
-        if t == "COMMAND":
-            head = struct.pack(">HB", _int(msg["request"], 0, _U16, "request id"), _code(COMMAND_OPS, msg["op"], "command"))
-            return head + _bytes(msg.get("args", b""), "COMMAND args")
-        if t == "RESULT":
-            head = struct.pack(
-                ">HBB",
-                _int(msg["request"], 0, _U16, "request id"),
-                _code(COMMAND_OPS, msg["op"], "command"),
-                _code(RESULT_STATUS, msg["status"], "result status"),
-            )
-            return head + _bytes(msg.get("data", b""), "RESULT data")
-        if t == "POLL" or t == "IDLE":
-            return b""
+        mtype = TYPE_CODES.get(t)
+        if mtype is None:
+            raise WireError(E_RANGE, "type %r" % (t,))
+        lay = _LAYOUTS[mtype - 1]
+        fmt = lay[0]
+        vals = []
+        table = None
+        k = 0  # fields so far
+        for f in lay[2:]:
+            if type(f) is dict:  # the next field's enumeration
+                table = f
+                continue
+            k += 1
+            if f == "flags":  # not in the message: time_synced and restore
+                synced = ALARM_FLAG_TIME_SYNCED if msg.get("time_synced", True) else 0
+                vals.append(synced | (ALARM_FLAG_RESTORE if msg.get("restore", False) else 0))
+                continue
+            # A missing required field is a KeyError (E_RANGE below).
+            v = msg[f] if k <= lay[1] else msg.get(f, 0)
+            if len(vals) + 1 == len(fmt):  # no format character left: the free bytes to the end
+                if isinstance(v, str):
+                    raise WireError(E_RANGE, f + " not bytes")
+                return struct.pack(fmt, *vals) + bytes(v)
+            c = fmt[len(vals) + 1]  # the field's format character
+            if table is not None:
+                vals.append(_code(table, v, f))
+                table = None
+            elif f == "tamper":
+                vals.append(1 if v else 0)
+            elif f == "fw":
+                parts = str(v).split(".")
+                for p in parts:
+                    if len(parts) != 3 or not p.isdigit():
+                        raise WireError(E_RANGE, "%s %r" % ("fw x.y.z", v))
+                    vals.append(_int(int(p), 0, 255, f))
+            elif f == "faults":
+                bits = 0
+                for name in msg.get(f, ()):
+                    b = _code(FAULT_BITS, name, "fault")
+                    if b == 0 or b & (b - 1):
+                        raise WireError(E_RANGE, "fault %r" % (name,))
+                    bits |= b
+                vals.append(bits)
+            else:
+                # The range of the format character (b signed, B H I not).
+                lo = -128 if c == "b" else 0
+                vals.append(_int(v, lo, 999 if f == "time_ms" else lo + (1 << 8 * struct.calcsize(c)) - 1, f))
+        return struct.pack(fmt, *vals)
+    except WireError:
+        raise
     except KeyError as e:
-        raise WireError(E_RANGE, "%s: missing field %s" % (t, e))
-    except (OverflowError, TypeError, _STRUCT_ERROR) as e:
-        raise WireError(E_RANGE, "%s: %r" % (t, e))
-    raise WireError(E_RANGE, "unknown message type %r" % (t,))
-
-
-_FIXED = {
-    MSG_ALARM: struct.calcsize(">IBBIH"),  # 12
-    MSG_ACK: struct.calcsize(">BIIB"),  # 10
-    MSG_HEARTBEAT: struct.calcsize(">IBHBBbBBBHBBI"),  # 21
-    MSG_CALL_STATE: struct.calcsize(">BIB"),  # 6
-    MSG_POLL: 0,
-    MSG_IDLE: 0,
-}
-_MIN = {MSG_COMMAND: 3, MSG_RESULT: 4}
+        raise WireError(E_RANGE, "%s needs %s" % (t, e))
+    except (OverflowError, TypeError, _STRUCT_ERROR) as e:  # a value of the wrong kind
+        raise WireError(E_RANGE, "%s %r" % (t, e))
 
 
 def unpack_payload(mtype, p, box_id=None):
+    """The message dict of a payload; raises WireError(E_PAYLOAD) for one
+    that does not fit the type's layout."""
+    name = TYPE_NAMES[mtype]  # KeyError for an unknown type
+    lay = _LAYOUTS[mtype - 1]
+    fmt = lay[0]
+    size = struct.calcsize(fmt)
     n = len(p)
-    if mtype in _FIXED:
-        if n != _FIXED[mtype]:
-            raise WireError(E_PAYLOAD, "%s payload is %d bytes, expected %d" % (TYPE_NAMES[mtype], n, _FIXED[mtype]), box_id)
-    elif n < _MIN[mtype]:
-        raise WireError(E_PAYLOAD, "%s payload is %d bytes, expected >= %d" % (TYPE_NAMES[mtype], n, _MIN[mtype]), box_id)
-    if mtype == MSG_ALARM:
-        event, kind, flags, time_s, time_ms = struct.unpack(">IBBIH", p)
-        if time_ms > 999 or flags & 0xFC:
-            raise WireError(E_PAYLOAD, "ALARM time_ms %d flags 0x%02x" % (time_ms, flags), box_id)
-        return {
-            "type": "ALARM",
-            "event": event,
-            "kind": _name(ALARM_KINDS, kind),
-            "time_synced": bool(flags & ALARM_FLAG_TIME_SYNCED),
-            "restore": bool(flags & ALARM_FLAG_RESTORE),
-            "time_s": time_s,
-            "time_ms": time_ms,
-        }
-    if mtype == MSG_ACK:
-        acked, ctr, event, status = struct.unpack(">BIIB", p)
-        return {"type": "ACK", "acked_type": _name(TYPE_NAMES, acked), "acked_counter": ctr, "event": event, "status": _name(ACK_STATUS, status)}
-    if mtype == MSG_HEARTBEAT:
-        f = struct.unpack(">IBHBBbBBBHBBI", p)
-        if f[3] > 1:
-            raise WireError(E_PAYLOAD, "HEARTBEAT tamper byte %d, expected 0 or 1" % f[3], box_id)
-        return {
-            "type": "HEARTBEAT",
-            "uptime_s": f[0],
-            "power": _name(POWER_STATES, f[1]),
-            "battery_mv": f[2],
-            "tamper": bool(f[3]),
-            "link": _name(LINKS, f[4]),
-            "rssi_dbm": f[5],
-            "fw": "%d.%d.%d" % (f[6], f[7], f[8]),
-            "outbox": f[9],
-            "boot_reason": _name(BOOT_REASONS, f[10]),
-            "faults": _faults_to_names(f[11]),
-            "time_s": f[12],
-        }
-    if mtype == MSG_CALL_STATE:
-        state, event, prompt = struct.unpack(">BIB", p)
-        return {"type": "CALL_STATE", "state": _name(CALL_STATES, state), "event": event, "prompt": _name(PROMPTS, prompt)}
-    if mtype == MSG_COMMAND:
-        req, op = struct.unpack(">HB", p[:3])
-        return {"type": "COMMAND", "request": req, "op": _name(COMMAND_OPS, op), "args": bytes(p[3:])}
-    if mtype == MSG_RESULT:
-        req, op, status = struct.unpack(">HBB", p[:4])
-        return {"type": "RESULT", "request": req, "op": _name(COMMAND_OPS, op), "status": _name(RESULT_STATUS, status), "data": bytes(p[4:])}
-    return {"type": TYPE_NAMES[mtype]}
+    rest = mtype == MSG_COMMAND or mtype == MSG_RESULT  # end in free bytes
+    if n != size and (n < size or not rest):
+        raise WireError(E_PAYLOAD, _RANGE_FMT % (name + " bytes", n, size, MAX_PAYLOAD if rest else size), box_id)
+    vals = struct.unpack(fmt, p[:size])
+    msg = {"type": name}
+    j = 0
+    table = None
+    for f in lay[2:]:
+        if type(f) is dict:  # the next field's enumeration
+            table = f
+            continue
+        if j == len(vals):  # COMMAND args, RESULT data
+            msg[f] = bytes(p[size:])
+            break
+        v = vals[j]
+        j += 1
+        if table is not None:
+            v = table.get(v, v)
+            table = None
+        elif f == "flags":
+            if v > 3:
+                raise WireError(E_PAYLOAD, _RANGE_FMT % (f, v, 0, 3), box_id)
+            msg["time_synced"] = bool(v & ALARM_FLAG_TIME_SYNCED)
+            f = "restore"
+            v = bool(v & ALARM_FLAG_RESTORE)
+        elif f == "tamper":
+            if v > 1:
+                raise WireError(E_PAYLOAD, _RANGE_FMT % (f, v, 0, 1), box_id)
+            v = bool(v)
+        elif f == "time_ms":
+            if v > 999:
+                raise WireError(E_PAYLOAD, _RANGE_FMT % (f, v, 0, 999), box_id)
+        elif f == "fw":
+            v = "%d.%d.%d" % vals[j - 1 : j + 2]
+            j += 2
+        elif f == "faults":
+            bits = v
+            v = []
+            b = 1
+            while b <= bits:
+                if bits & b:
+                    v.append(FAULT_BITS.get(b, b))
+                b <<= 1
+        msg[f] = v
+    return msg
 
 
 # ---------------------------------------------------------------- streams
@@ -632,9 +595,8 @@ class FrameReader:
 
     def __init__(self, limit=MAX_ENCODED):
         self.limit = limit
-        self._buf = bytearray(limit)
-        self._view = memoryview(self._buf)
-        self._len = 0  # bytes of the current piece held in _buf
+        self._view = memoryview(bytearray(limit))
+        self._len = 0  # bytes of the current piece held in _view
         self._hunting = False  # dropping an oversize run up to the next 0x00
         self.dropped_bytes = 0
         self.oversize = 0
@@ -716,10 +678,8 @@ class ReplayWindow:
         self.check(counter, box_id)
         if counter > self.top:
             shift = counter - self.top
-            if self.top < 0:
-                # First counter from a new sender: nothing below was seen.
-                self._seen = 0
-            elif shift > WINDOW:
+            if self.top < 0 or shift > WINDOW:
+                # A new sender, or a jump past the window: nothing below seen.
                 self._seen = 0
             else:
                 # Mask before shifting so the bitmap stays a small int on a
