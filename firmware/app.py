@@ -12,10 +12,11 @@ at once (LTE) -> retried with backoff until the gateway's ACK -> outbox
 entry marked done -> beacon "received". An alarm still unacknowledged after
 cfg["sms_after_s"] also goes out once as an SMS when the box has a modem.
 
-Memory (docs/firmware.md): rarely used code is imported when needed and
-dropped again: config.py at boot (main.py, before this module), commands.py
-per COMMAND, selftest.py per self-test, the LTE modules and sms.py only on a
-box configured for LTE.
+Memory (docs/firmware.md): this module holds only what the running box
+needs. Boot-time code is in startup.py and bringup.py (imported for boot
+and dropped: config, the parts, replay window, links, the tasks); COMMANDs in commands.py
+(config_set in config.py, the self-test in selftest.py), loaded per COMMAND
+and dropped; the LTE modules and sms.py only on a box configured for LTE.
 """
 
 import gc
@@ -25,51 +26,24 @@ import struct
 import asyncio
 import binascii
 
-try:
-    from micropython import const
-except ImportError:
-
-    def const(x):
-        return x
-
+from micropython import const  # app.py runs only on MicroPython
 
 import wire
 import log
 import hw
-from debounce import Debouncer, SAMPLE_MS, EV_PRESS, EV_RELEASE, EV_STUCK, EV_UNSTUCK
-from outbox import Outbox
-from sender import Sender
-import feedback
+import debounce
 
 FW_VERSION = "1.0.0"
 _BEACON_MS = const(50)  # light and buzzer pattern resolution
 _WDT_MS = const(8000)  # machine.WDT timeout
-_FEED_MS = const(1000)  # the main loop's period
-_STALL_MS = const(3000)  # a task silent this long = unhealthy: stop feeding
-_MAX_RESULTS = const(4)  # queued command results
+_FEED_MS = const(1000)  # the watchdog is fed this often
+_STALL_MS = const(3000)  # the pin task silent this long = unhealthy: stop feeding
 _HEAP_LOG_MS = const(10000)  # heap figures in the log this often
-_KIND_EMERGENCY = const(1)
-_KIND_PANIC = const(2)
+_MAX_RESULTS = const(4)  # queued COMMAND results
 _KIND_TAMPER = const(3)
 _KIND_FAULT = const(6)
+# The inputs, in the order of their wire alarm kinds (1, 2, 3).
 BUTTONS = ("emergency", "panic", "tamper")
-# The gateway's replay window and the last request executed, persisted when
-# a COMMAND is accepted (commands.save_replay; protocol.md 3.3, 5.5): top u32, seen bitmap u32,
-# last request i32 (-1: none).
-REPLAY_PATH = "replay.dat"
-REPLAY_FMT = ">IIi"
-
-
-def _kind(name):
-    return _KIND_EMERGENCY if name == "emergency" else (_KIND_PANIC if name == "panic" else _KIND_TAMPER)
-
-
-def drop_module(name):
-    """Forget a lazily imported module so its bytecode can be collected."""
-    try:
-        del sys.modules[name]
-    except KeyError:
-        pass
 
 
 class App:
@@ -77,43 +51,35 @@ class App:
         self.cfg = cfg
         self.board = board
         self.box_id = cfg["box_id"]
-        self.bus_addr = cfg["bus_addr"]
-        self.key = wire.BoxKey(binascii.unhexlify(cfg["key"]))
+        # The key's hex leaves cfg: RAM keeps one copy of the secret, and
+        # config_get cannot return it.
+        self.key = wire.BoxKey(binascii.unhexlify(cfg.pop("key")))
         self.pending = asyncio.Event()
         now = time.ticks_ms()
         self.boot_ms = now
-        self.boot_reason = hw.reset_cause()
-        self.boot_reported = False
-        self.outbox = Outbox("outbox.log", cfg["event_start"], write=hw.flash_write)
-        self.counter = 0
-        self.replay = wire.ReplayWindow()
+        self.boot_reason = hw.reset_cause()  # "none" once a heartbeat carried it
+        # The parts, built by bringup.prepare from cfg and the board:
+        self.outbox = None  # outbox.Outbox: the alarms on flash
+        self.sender = None  # sender.Sender: what to send next, and when
+        self.beacon = None  # feedback.Beacon: the light and the buzzer
+        self.inputs = []  # (name, active level, debounce.Debouncer) per button
+        self.rs485 = None  # link_rs485.Rs485Link, if configured
+        self.lte = None  # link_lte.LteLink, if configured
+        # Frames and COMMANDs:
+        self.counter = 0  # the last frame counter used
+        self.replay = wire.ReplayWindow()  # the gateway's counters seen
         self.last_request = -1  # the last COMMAND request executed
         self.last_result = None  # and its RESULT payload (RAM only)
-        self.sender = Sender(cfg["heartbeat_s"] * 1000, now)
-        self.beacon = feedback.Beacon(now)
-        self.shown = None
-        self.faults = []
-        self.inputs = []
-        for name in BUTTONS:
-            if name in board["inputs"]:
-                stuck = 0 if name == "tamper" else cfg["stuck_s"] * 1000
-                active = board["inputs"][name].get("active", 0)
-                self.inputs.append((name, active, Debouncer(stuck_ms=stuck)))
-        self.clock_base = None  # (wall seconds, ticks ms) from time sync
-        self.results = []
-        self.links = []
-        self.rs485 = None
-        self._slot_alarm = None  # event sent in the last RS-485 slot, until the next POLL
-        self.lte = None
+        self.results = []  # RESULT payloads to send (result())
+        self.reset_at = None  # ticks of a reset the gateway asked for
+        self.clock_base = None  # (wall ms, ticks ms) from time sync
+        self.slot_alarm = None  # event sent in the last RS-485 slot, until the next POLL
         self.hb_acks = 0  # heartbeats acknowledged since boot (self-test link round trip)
-        self._hb_sent = (None, now)  # (counter, ticks) of the last heartbeat
-        self._alive = {"inputs": now, "beacon": now}
-        self.reset_at = None
-        self._rand = 0
-        self.born = {}  # event -> ticks when the box first had it (SMS fallback)
-        self.sms_sent = []  # events already sent by SMS
-        self.heap_peak = 0
-        self._heap_logged = now
+        self.hb_sent = (None, now)  # (counter, ticks) of the last heartbeat
+        # State:
+        self.shown = None  # the light state last reported
+        self.faults = []  # the box's own: "<button>_stuck", "flash" (the light shows them)
+        self.alive = now  # when the pin task last ran (watchdog)
 
     # ------------------------------------------------------------ host API
 
@@ -136,40 +102,32 @@ class App:
     def _key_for(self, box_id):
         return self.key if box_id == self.box_id else None
 
-    def _active_link(self):
-        if self.rs485 is not None and (self.lte is None or self.rs485.polled_within(self.cfg["backup_after_s"] * 1000)):
-            return self.rs485
-        return self.lte
-
-    def _due(self, now):
-        return self.sender.next(self.outbox.pending, now) is not None or self.results
-
     def next_up_frame(self, link):
-        if link is not self._active_link() and link is not self.rs485:
-            return None
+        rs485 = self.rs485
+        if link is not rs485 and rs485 is not None and rs485.polled_within(self.cfg["backup_after_s"] * 1000):
+            return None  # LTE is the backup path: it waits while RS-485 is polled
         now = time.ticks_ms()
-        if link is self.rs485:
-            if self._slot_alarm is not None:
-                self.sender.slot_missed(self._slot_alarm, now)
-                self._slot_alarm = None
+        if link is rs485 and self.slot_alarm is not None:
+            self.sender.slot_missed(self.slot_alarm, now)
+            self.slot_alarm = None
         item = self.sender.next(self.outbox.pending, now)
         frame = None
         if item is not None and item[0] == "alarm":
             a = item[1]
-            self._rand = (self._rand * 1103515245 + 12345) & 0x7FFFFFFF
-            tries = self.sender.sent_alarm(a[0], now, self._rand >> 8)
+            # Jitter from the microsecond clock: boxes on one bus never share it.
+            tries = self.sender.sent_alarm(a[0], now, time.ticks_us())
             log.info("sending alarm %d (%s) on %s, try %d" % (a[0], wire.ALARM_KINDS.get(a[1], a[1]), link.name, tries))
-            frame = self._frame(wire.MSG_ALARM, struct.pack(">IBBIH", a[0], a[1], a[2], a[3], a[4]), link)
-            if link is self.rs485:
-                self._slot_alarm = a[0]
+            frame = self._frame(wire.MSG_ALARM, struct.pack(">IBBIH", *a), link)
+            if link is rs485:
+                self.slot_alarm = a[0]
         elif self.results:
             frame = self._frame(wire.MSG_RESULT, self.results.pop(0), link)
         elif item is not None:
             self.sender.sent_hb(now)
             frame = self._frame(wire.MSG_HEARTBEAT, wire.pack_payload(self.heartbeat(link)), link)
-            self._hb_sent = (self.counter, now)
+            self.hb_sent = (self.counter, now)
         # The LTE link asks once per wake-up (link.py): more to send now?
-        if frame is not None and self._due(now):
+        if frame is not None and (self.results or self.sender.next(self.outbox.pending, now)):
             self.pending.set()
         return frame
 
@@ -181,8 +139,8 @@ class App:
         try:
             self.outbox.reserve_counter(self.counter)
         except OSError as e:
-            self._flash_fault(e)
-        addr = self.bus_addr if link is self.rs485 else wire.ADDR_NONE
+            self.flash_fault(e)
+        addr = self.cfg["bus_addr"] if link is self.rs485 else wire.ADDR_NONE
         return wire.encode_frame(self.key, mtype, self.box_id, self.counter, payload, addr)
 
     def on_frame(self, f, link):
@@ -195,35 +153,38 @@ class App:
                 try:
                     done = self.outbox.done(ev)
                 except OSError as e:
-                    self._flash_fault(e)
+                    self.flash_fault(e)
                     done = self.outbox._drop(ev)
-                if done:
-                    log.info("alarm %d acknowledged by the gateway (%s) via %s" % (ev, m["status"], link.name))
-                    if m["status"] == "refused":
-                        log.error("the gateway refused alarm %d: check the box's provisioning" % ev)
-                self.born.pop(ev, None)
-                if ev in self.sms_sent:
-                    self.sms_sent.remove(ev)
+                if done:  # "refused" (an error: check the box's provisioning) ends the alarm too
+                    log.log(log.ERROR if m["status"] == "refused" else log.INFO, "alarm %d acknowledged by the gateway (%s) via %s" % (ev, m["status"], link.name))
                 self.beacon.ack(ev, now)
-                self._show(now)
+                self.show(now)
             elif m["acked_type"] == "HEARTBEAT":
-                if m["acked_counter"] == self._hb_sent[0]:
-                    self.sender.got_hb_ack(now, self._hb_sent[1])
-                    self.boot_reported = True
+                if m["acked_counter"] == self.hb_sent[0]:
+                    self.sender.got_hb_ack(now, self.hb_sent[1])
+                    self.boot_reason = "none"  # the gateway has it
                     self.hb_acks += 1
         elif m["type"] == "CALL_STATE":
-            log.info("call %s for event %d (prompt %s)" % (m["state"], m["event"], m["prompt"]))
+            log.info("call %s, event %d, prompt %s" % (m["state"], m["event"], m["prompt"]))
             self.beacon.call(m["state"], m["event"], now)
-            self._show(now)
+            self.show(now)
         elif m["type"] == "COMMAND":
             # Rare: the handlers live in commands.py, loaded for this command
             # and dropped after it (a 64 KiB heap cannot keep them resident).
+            # config_set and selftest, with more code, run from their own
+            # module, loaded only once commands.py has left RAM.
             import commands
 
             try:
-                commands.handle(self, f, m)
+                then = commands.handle(self, m)
             finally:
-                drop_module("commands")
+                sys.modules.pop("commands", None)
+            del commands  # (this name alone would keep it in RAM)
+            if then is not None:
+                try:
+                    __import__(then).command(self, m)
+                finally:
+                    sys.modules.pop(then, None)
 
     def result(self, m, status, data=b""):
         """Queue the RESULT of COMMAND m (also kept for a retransmission)."""
@@ -250,11 +211,11 @@ class App:
             self.faults.append(name)
         elif not on and name in self.faults:
             self.faults.remove(name)
-        self.beacon.set_fault([f for f in self.faults if f not in ("clock_unsynced", "link_backup")])
+        self.beacon.set_fault(self.faults)
 
-    def _flash_fault(self, e):
+    def flash_fault(self, e):
         if "flash" not in self.faults:
-            log.error("flash write failed: %r; alarms are kept in RAM only" % (e,))
+            log.error("flash failed: %r; alarms in RAM" % (e,))
         self.set_fault("flash", True)
 
     def heartbeat(self, link):
@@ -264,8 +225,12 @@ class App:
             if name == "tamper":
                 tamper = bool(deb.state)
         secs, ms, synced = self.wall()
+        # Two more faults for the gateway only (not on the light): no time
+        # sync yet, and traffic on LTE while the box has RS-485.
         faults = list(self.faults)
-        if link is self.lte and self.rs485 is not None and "link_backup" not in faults:
+        if not synced:
+            faults.append("clock_unsynced")
+        if link is self.lte and self.rs485 is not None:
             faults.append("link_backup")
         return {
             "type": "HEARTBEAT",
@@ -277,7 +242,7 @@ class App:
             "rssi_dbm": max(-128, min(127, link.rssi_dbm)),
             "fw": FW_VERSION,
             "outbox": len(self.outbox.pending),
-            "boot_reason": "none" if self.boot_reported else self.boot_reason,
+            "boot_reason": self.boot_reason,
             "faults": faults,
             "time_s": secs if synced else 0,
         }
@@ -288,15 +253,13 @@ class App:
         try:
             ev = self.outbox.add(kind, flags, secs, ms)
         except OSError as e:
-            self._flash_fault(e)
+            self.flash_fault(e)
             ev = self.outbox.add_ram(kind, flags, secs, ms)
-        if ev not in self.born:
-            self.born[ev] = time.ticks_ms()
         log.info("alarm %d stored: %s%s" % (ev, wire.ALARM_KINDS.get(kind, kind), " restore" if restore else ""))
         self.pending.set()
         return ev
 
-    def _show(self, now):
+    def show(self, now):
         light, buzzer = self.beacon.output(now)
         hw.output("light", light)
         hw.output("buzzer", buzzer)
@@ -307,72 +270,51 @@ class App:
             log.info("light %s" % s)
 
     def _on_input(self, name, ev, now):
-        if ev == EV_PRESS:
-            if name == "tamper":
-                self.raise_alarm(_KIND_TAMPER)
-                return
+        if name == "tamper":  # door opened (press), closed (release); no stuck timer
+            self.raise_alarm(_KIND_TAMPER, ev == debounce.EV_RELEASE)
+        elif ev == debounce.EV_PRESS:
             self.beacon.press(None, now)
-            self._show(now)
+            self.show(now)
             lit_ms = time.ticks_diff(time.ticks_ms(), now)
-            self.beacon.event = self.raise_alarm(_kind(name))
+            self.beacon.event = self.raise_alarm(BUTTONS.index(name) + 1)
             log.info("%s pressed: light sending %d ms after the debounced press" % (name, lit_ms))
-        elif ev == EV_RELEASE:
-            if name == "tamper":
-                self.raise_alarm(_KIND_TAMPER, True)
-        elif ev == EV_STUCK:
-            log.warning("%s button stuck closed: reported as a fault, presses ignored until released" % name)
-            self.set_fault(name + "_stuck", True)
-            self.raise_alarm(_KIND_FAULT)
-            self._show(now)
-        elif ev == EV_UNSTUCK:
-            log.info("%s button released: fault cleared" % name)
-            self.set_fault(name + "_stuck", False)
-            self.raise_alarm(_KIND_FAULT, True)
-            self._show(now)
+        elif ev != debounce.EV_RELEASE:  # stuck closed, or released after that
+            stuck = ev == debounce.EV_STUCK
+            if stuck:
+                log.warning("%s button stuck closed: a fault, presses ignored until released" % name)
+            else:
+                log.info("%s released: fault cleared" % name)
+            self.set_fault(name + "_stuck", stuck)
+            self.raise_alarm(_KIND_FAULT, not stuck)
+            self.show(now)
 
     # ------------------------------------------------------------ tasks
 
-    async def _inputs(self):
+    async def pins_task(self):
+        """Sample the inputs every SAMPLE_MS (5 ms); every _BEACON_MS drive
+        the light and buzzer and note the heap's peak."""
+        beacon_at = heap_at = time.ticks_ms()
+        peak = 0
         while True:
             now = time.ticks_ms()
             for name, active, deb in self.inputs:
-                lvl = 1 if hw.input_level(name) == active else 0
-                ev = deb.update(lvl, now)
+                ev = deb.update(1 if hw.input_level(name) == active else 0, now)
                 if ev:
                     self._on_input(name, ev, now)
-            self._alive["inputs"] = now
-            await asyncio.sleep_ms(SAMPLE_MS)
+            if time.ticks_diff(now, beacon_at) >= _BEACON_MS:
+                beacon_at = now
+                self.beacon.tick(now)
+                self.show(now)
+                peak = max(peak, gc.mem_alloc())
+                if time.ticks_diff(now, heap_at) >= _HEAP_LOG_MS:
+                    heap_at = now
+                    gc.collect()
+                    log.info("heap: live %d B, peak %d B, free %d B" % (gc.mem_alloc(), peak, gc.mem_free()))
+            self.alive = now
+            await asyncio.sleep_ms(debounce.SAMPLE_MS)
 
-    async def _beacon(self):
-        while True:
-            now = time.ticks_ms()
-            self.beacon.tick(now)
-            self._show(now)
-            used = gc.mem_alloc()
-            if used > self.heap_peak:
-                self.heap_peak = used
-            self._alive["beacon"] = now
-            await asyncio.sleep_ms(_BEACON_MS)
-
-    async def _schedule(self):
-        while True:
-            now = time.ticks_ms()
-            if self.rs485 is not None:
-                self.rs485.up = self.rs485.polled_within(self.cfg["backup_after_s"] * 1000)
-            if self.lte is not None and self.rs485 is not None:
-                self.set_fault("link_backup", self._active_link() is self.lte)
-            if self._due(now):
-                self.pending.set()
-            if time.ticks_diff(now, self._heap_logged) >= _HEAP_LOG_MS:
-                self._heap_logged = now
-                gc.collect()
-                log.info("heap: live %d B, peak %d B, free %d B" % (gc.mem_alloc(), self.heap_peak, gc.mem_free()))
-            if self.reset_at is not None and time.ticks_diff(now, self.reset_at) >= 0:
-                log.warning("rebooting on the gateway's command")
-                hw.reset()
-            await asyncio.sleep_ms(max(20, self.sender.wake_in_ms(self.outbox.pending, now, 500)))
-
-    async def _run_link(self, link):
+    async def run_link(self, link):
+        """Run a link for good: a crashed one is logged and restarted."""
         failures = 0
         while True:
             try:
@@ -381,107 +323,39 @@ class App:
                 raise
             except Exception as e:
                 failures += 1
-                log.log(log.ERROR if failures == 1 else log.DEBUG, "%s link crashed: %r; restarting it" % (link.name, e))
+                log.log(log.ERROR if failures == 1 else log.DEBUG, "%s link crashed: %r; restarting" % (link.name, e))
                 if failures == 1:
                     sys.print_exception(e)
                 await asyncio.sleep_ms(min(1000 * failures, 30000))
 
-    async def _watchdog(self):
+    async def run(self):
+        """Boot (bringup.py starts the pin task and the links), then the
+        main loop: the links' state, `pending` when something is due, a
+        reboot the gateway asked for, and the watchdog, fed only while the
+        pin task keeps running."""
+        await hw.start()
+        import bringup
+
+        bringup.boot(self)
+        del bringup  # its code leaves RAM (bringup.boot dropped the module)
         hw.wdt_start(_WDT_MS)
+        fed = time.ticks_ms()
         warned = False
         while True:
             now = time.ticks_ms()
-            stalled = [n for n in self._alive if time.ticks_diff(now, self._alive[n]) > _STALL_MS]
-            if not stalled:
-                hw.wdt_feed()
+            if self.rs485 is not None:
+                self.rs485.up = self.rs485.polled_within(self.cfg["backup_after_s"] * 1000)
+            if self.results or self.sender.next(self.outbox.pending, now):
+                self.pending.set()  # something is due: wake the LTE link
+            if self.reset_at is not None and time.ticks_diff(now, self.reset_at) >= 0:
+                log.warning("rebooting on the gateway's command")
+                hw.reset()
+            if time.ticks_diff(now, self.alive) <= _STALL_MS:
+                if time.ticks_diff(now, fed) >= _FEED_MS:
+                    fed = now
+                    hw.wdt_feed()
                 warned = False
             elif not warned:
-                log.error("%s task stalled: not feeding the watchdog" % ", ".join(stalled))
+                log.error("pin task stalled: wdt not fed")
                 warned = True
-            await asyncio.sleep_ms(_FEED_MS)
-
-    def _make_links(self):
-        kind = self.cfg["link"]
-        if "rs485" in kind:
-            from link_rs485 import Rs485Link
-
-            self.rs485 = Rs485Link(self, self.bus_addr, self.board["uarts"].get("rs485", {}))
-            self.links.append(self.rs485)
-        if "lte" in kind:
-            try:
-                from link_lte import LteLink
-            except ImportError as e:
-                log.error("no LTE link in this firmware (%r): deploy link_lte.py and at_modem.py" % (e,))
-                return
-            c = self.cfg
-            self.lte = LteLink(
-                self,
-                lambda: hw.open_uart("modem"),
-                c["gateway_host"],
-                c["gateway_port"],
-                apn=c["apn"] or "internet",
-                sms_number=c["sms_number"] or None,
-                box_id=self.box_id,
-                answer_timeout_ms=c["lte_dead_s"] * 1000,
-            )
-            self.links.append(self.lte)
-
-    def _load_replay(self):
-        try:
-            with open(REPLAY_PATH, "rb") as f:
-                data = f.read()
-        except OSError:
-            return
-        if len(data) != struct.calcsize(REPLAY_FMT):
-            log.warning("%s has %d bytes, not %d: ignored" % (REPLAY_PATH, len(data), struct.calcsize(REPLAY_FMT)))
-            return
-        top, seen, req = struct.unpack(REPLAY_FMT, data)
-        self.replay = wire.ReplayWindow(top, seen)
-        self.last_request = req
-
-    def boot(self):
-        """Everything before the tasks start: outbox, counters, replay window,
-        links. Also used by the self-test's link round trip."""
-        try:
-            torn = self.outbox.load()
-        except OSError as e:
-            self._flash_fault(e)
-            torn = 0
-        if torn:
-            log.warning("outbox: a torn record (power cut during a write) was found and cut off; %d alarms intact" % len(self.outbox.pending))
-        self.counter = self.outbox.counter_ceiling
-        self._load_replay()
-        if self.outbox.pending:
-            log.info("outbox: %d unacknowledged alarms to deliver: %s" % (len(self.outbox.pending), [a[0] for a in self.outbox.pending]))
-            self.pending.set()
-        now = time.ticks_ms()
-        for a in self.outbox.pending:
-            self.born[a[0]] = now
-        self.set_fault("clock_unsynced", True)
-        self._make_links()
-
-    def start_links(self):
-        return [asyncio.create_task(self._run_link(link)) for link in self.links]
-
-    async def run(self):
-        await hw.start()
-        log.info("firmware %s, board %s, link %s, boot reason %s" % (FW_VERSION, self.board.get("name"), self.cfg["link"], self.boot_reason))
-        self.boot()
-        now = time.ticks_ms()
-        self._alive["inputs"] = now
-        self._alive["beacon"] = now
-        tasks = [asyncio.create_task(self._inputs()), asyncio.create_task(self._beacon()), asyncio.create_task(self._schedule())]
-        tasks += self.start_links()
-        if self.lte is not None:
-            import sms
-
-            tasks.append(asyncio.create_task(sms.fallback(self)))
-        self._show(now)
-        await self._watchdog()
-
-
-def main(cfg, board):
-    """Run the box (main.py loaded cfg and board with config.py first)."""
-    hw.init(board)
-    app = App(cfg, board)
-    asyncio.run(app.run())
+            await asyncio.sleep_ms(max(20, self.sender.wake_in_ms(self.outbox.pending, now, 500)))

@@ -6,8 +6,10 @@ link ("rs485" | "lte" | "rs485+lte"), bus_addr (1..247), gateway_host,
 gateway_port, apn, sms_number, heartbeat_s, event_start, and optional
 backup_after_s, stuck_s, log_level, sms_after_s, lte_dead_s.
 
-Only main() and the config_set command import this module; the app drops it
-after boot (docs/firmware.md, memory).
+On the box only startup.load() (at boot) and the config_set COMMAND
+(command(), below) import this module; both drop it after use
+(docs/firmware.md, memory). The technician's tools import it on CPython to
+validate a config before they write it.
 """
 
 import json
@@ -47,6 +49,18 @@ _INT_RANGES = {
     "lte_dead_s": (5, 600),
 }
 _HEX = "0123456789abcdefABCDEF"
+# The short names a board file uses (docs/firmware.md, boards/*.json). Naming
+# them here interns them when this module loads, before json parses the
+# board: each parsed key is then this one shared name (a few bytes, once)
+# instead of a heap string of its own for every pin (64 bytes each on the
+# 64-bit unix port). Names longer than 10 characters are not interned this
+# way, so they are not listed.
+_BOARD_NAMES = (
+    # the parts, and the pins and UARTs the firmware uses by name
+    "inputs", "outputs", "uarts", "power", "name", "emergency", "panic", "tamper", "light", "buzzer", "de", "rs485", "modem",
+    # the fields of a pin, a UART and the power supply
+    "pin", "pull", "up", "active", "id", "tx", "rx", "baud", "mains_pin",
+)
 
 
 _FIX = "provision the box again with `callbox provision`"
@@ -108,6 +122,10 @@ def load_board(name, box_id=None):
     for part in ("inputs", "outputs", "uarts"):
         if part not in board:
             raise ConfigError("board %s has no %s" % (name, part), box_id, "fix boards/%s.json" % name)
+        # The notes are for people reading the file; the box keeps the rest.
+        for spec in board[part].values():
+            spec.pop("note", None)
+    board.pop("description", None)
     return board
 
 
@@ -119,3 +137,70 @@ def save(cfg, path=CONFIG_PATH):
     with open(tmp, "w") as f:
         f.write(json.dumps(cfg))
     os.rename(tmp, path)
+
+
+# ------------------------------------------------------------ config_set
+# The gateway's config_set COMMAND (protocol.md 5.5). commands.py hands it
+# over and App.on_frame runs command() once commands.py has left RAM (the
+# two never share the box's heap); this module is dropped after it.
+
+# Keys the gateway may set; box_id, key, board, link and addresses need the
+# technician (`callbox provision`).
+SETTABLE = ("heartbeat_s", "backup_after_s", "stuck_s", "junction", "log_level", "sms_after_s", "lte_dead_s", "sms_number")
+
+
+def _parse_settings(args):
+    if args[:1] == b"{":
+        return json.loads(args)
+    changes = {}
+    for line in args.decode().split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        if "=" not in line:
+            raise ValueError("not key=value: " + line)
+        k, v = line.split("=", 1)
+        changes[k.strip()] = v.strip()
+    return changes
+
+
+def command(app, m):
+    """config_set on a running box: key=value lines (or a JSON object) of
+    SETTABLE keys, validated, written atomically, applied at once; a refused
+    key comes back as bad_args naming it."""
+    import sys
+    import log
+
+    sys.modules.pop("errors", None)  # loaded with this module, dropped with it (App.on_frame)
+    try:
+        try:
+            changes = _parse_settings(bytes(m["args"]))
+        except (ValueError, UnicodeError) as e:
+            raise ConfigError("config_set: %s" % (e,))
+        new = load()  # the file: app.cfg has no "key" (App dropped its hex)
+        for k in changes:
+            if k not in SETTABLE:
+                raise ConfigError("unknown or protected key: %s" % k)
+            v = changes[k]
+            if k in _INT_RANGES and isinstance(v, str):
+                try:
+                    v = int(v)
+                except ValueError:
+                    raise ConfigError("%s = %r is not an integer" % (k, v))
+            new[k] = v
+        new = validate(new)
+        save(new)
+    except (ConfigError, OSError) as e:
+        log.warning("config_set refused: %s" % (e,))
+        return app.result(m, "bad_args", str(e).encode()[:180])
+    del new["key"]
+    app.cfg = new
+    app.sender.hb_interval_ms = new["heartbeat_s"] * 1000
+    for name, active, deb in app.inputs:
+        if name != "tamper":
+            deb.stuck_ms = new["stuck_s"] * 1000
+    log.set_level(new["log_level"])
+    if app.lte is not None:
+        app.lte.sms_number = new["sms_number"] or None
+        app.lte.keepalive.answer_timeout_ms = new["lte_dead_s"] * 1000
+    app.result(m, "ok")

@@ -15,9 +15,9 @@ Two ways in, the same code:
   `callbox selftest`): reads the configuration, brings the box's own link up
   for the round trip, prints the lines; at most LINK_TIMEOUT_MS for the link,
   well inside the CLI's 60 s.
-* `await run(app)`: the COMMAND selftest of a running box (commands.py); the
-  inputs are judged by their debouncers, the link round trip uses the
-  running link.
+* `command(app, m)`: the COMMAND selftest of a running box (see
+  commands.py); `await run(app)` gives the lines: the inputs are judged by
+  their debouncers, the link round trip uses the running link.
 
 Loaded only for a self-test and dropped after it (docs/firmware.md, memory).
 """
@@ -93,7 +93,10 @@ def check_light(board):
 
 
 def check_flash(app=None):
-    data = bytes([(i * 37 + time.ticks_ms()) & 0xFF for i in range(64)])
+    data = bytearray(64)  # (filled in place: a list of 64 ints would take 512 bytes)
+    t = time.ticks_ms()
+    for i in range(64):
+        data[i] = (i * 37 + t) & 0xFF
     try:
         with open(_TEST_FILE, "wb") as f:
             hw.flash_write(f, data)
@@ -110,7 +113,7 @@ def check_flash(app=None):
 
 
 async def check_link(app, timeout_ms):
-    if not app.links:
+    if app.rs485 is None and app.lte is None:
         return "link=fail:no link configured (config.json link)"
     before = app.hb_acks
     start = time.ticks_ms()
@@ -154,6 +157,23 @@ async def run(app):
     return lines
 
 
+def command(app, m):
+    """The selftest COMMAND: commands.py hands it over and App.on_frame
+    calls this once commands.py has left RAM (the two never share the
+    heap). The checks run as a task; App.on_frame drops this module from
+    sys.modules at once, and its code leaves RAM when the task ends."""
+    asyncio.create_task(_command(app, m))
+
+
+async def _command(app, m):
+    try:
+        lines = await run(app)
+    except Exception as e:  # a MemoryError on a tight heap: the gateway hears of it
+        # (and asyncio does not keep this task, and this module, with the error)
+        lines = ["selftest=fail:%r" % (e,)]
+    app.result(m, "fail" if [l for l in lines if "=fail" in l] else "ok", report(lines))
+
+
 async def _cli(link_timeout_ms):
     import config
 
@@ -178,10 +198,11 @@ async def _cli(link_timeout_ms):
         print("link=fail:not provisioned: %s" % why)
         return
     import app as app_mod
+    import bringup
 
     app = app_mod.App(cfg, board)
-    app.boot()
-    tasks = app.start_links()
+    bringup.prepare(app)
+    tasks = bringup.start_links(app)
     try:
         print(await check_link(app, link_timeout_ms))
     finally:
