@@ -1,6 +1,7 @@
-"""The firmware's steady state fits the ESP32's small heap (brief section 3:
-56 KiB without PSRAM), emulated with `micropython -X heapsize=64k`; and every
-firmware module compiles for the ESP32 with mpy-cross."""
+"""How small a heap the firmware's steady state runs in (issue 3's target:
+the ESP32's heap, brief section 3: 56 KiB without PSRAM, emulated with
+`micropython -X heapsize=64k`; not met yet on this 64-bit port, see HEAP);
+and every firmware module compiles for the ESP32 with mpy-cross."""
 
 import re
 import subprocess
@@ -10,14 +11,17 @@ import pytest
 from callbox_rig.bus import Rs485Bus
 from callbox_rig.virtual_box import VirtualBox
 
+from lte_receiver import LteReceiver
 from receiver import Receiver
 
 KEY = bytes(range(32))
-# The smallest heap the compiled RS-485 firmware runs in on this 64-bit unix
-# port (96k runs the steady state but fails once a self-test COMMAND loads commands.py and selftest.py). 64k is the ESP32 target:
-# docs/firmware.md has the figures and why frozen modules reach it there.
-HEAP = "112k"
-HEAP_BYTES = 112 * 1024
+# Issue 3's target is 64k (the ESP32's heap without PSRAM); NOT MET on this
+# 64-bit unix port: the compiled RS-485 firmware with a self-test COMMAND
+# passes at 80k and fails at 76k (fragmentation: ~15 KB free, largest free
+# run ~1.7 KB). 88k keeps a margin against run-to-run layout differences.
+# docs/firmware.md "Memory" has the figures and what is left.
+HEAP = "88k"
+HEAP_BYTES = 88 * 1024
 
 
 @pytest.mark.timeout(120)
@@ -44,7 +48,7 @@ def test_steady_state_heap_use_of_the_compiled_firmware(tmp_path):
             live, peak, free = (int(x) for x in second.groups())
             print("\nheap under -X heapsize=%s: live %d B after gc, peak %d B sampled, free %d B" % (HEAP, live, peak, free))
             assert live + free <= HEAP_BYTES
-            assert live < 88 * 1024, "steady-state live heap grew: look for a leak"
+            assert live < 70 * 1024, "steady-state live heap grew (64.9 KB measured): look for a leak"
             assert len(rx.msgs("HEARTBEAT")) >= 2
             assert sorted(e for _, e in rx.stored) == [1, 2, 3]
             assert not [l for l in box.log if "MemoryError" in l or "Traceback" in l]
@@ -52,6 +56,42 @@ def test_steady_state_heap_use_of_the_compiled_firmware(tmp_path):
         finally:
             rx.close()
             box.stop()
+
+
+# An LTE box also loads at_modem.py and link_lte.py: it passes at 96k (88k
+# fails at boot). It sits just under the qstr pool's 620-name step: a few
+# dozen more interned names anywhere in the firmware and the pool takes
+# another ~8 KB at once, which this test would catch.
+LTE_HEAP = "104k"
+
+
+@pytest.mark.timeout(120)
+def test_steady_state_heap_use_of_an_lte_box(tmp_path):
+    rx = LteReceiver(42, KEY)
+    cfg = {"box_id": 42, "key": KEY.hex(), "junction": "Ghantaghar Square", "board": "esp32_sim7600", "link": "lte", "bus_addr": 3,
+           "gateway_host": "127.0.0.1", "gateway_port": rx.port, "apn": "internet", "sms_number": "+919839000112", "heartbeat_s": 5,
+           "event_start": 1, "lte_dead_s": 5}
+    box = VirtualBox(tmp_path / "flash", config=cfg, heapsize=LTE_HEAP, compiled=True)
+    box.start()
+    try:
+        box.wait_light("idle", timeout=30)
+        rx.wait(lambda: rx.msgs("HEARTBEAT"), what="first heartbeat over LTE", timeout=30)
+        for button in ("emergency", "panic"):
+            n = len(box.light_history)
+            box.press(button)
+            box.wait_light("sending", since=n)
+            box.release(button)
+            box.wait_light("received", timeout=20)
+        first = box.wait_log(r"heap: live (\d+) B, peak (\d+) B, free (\d+) B", timeout=30)
+        second = box.wait_log(r"heap: live (\d+) B, peak (\d+) B, free (\d+) B", timeout=30, start=box.log.index(first.string) + 1)
+        live = int(second.group(1))
+        print("\nLTE box heap under -X heapsize=%s: live %d B after gc" % (LTE_HEAP, live))
+        assert live < 92 * 1024, "LTE steady-state live heap grew (84 KB measured): a leak, or the qstr pool's next step"
+        assert not [l for l in box.log if "MemoryError" in l or "Traceback" in l]
+        assert box.boot_reasons == ["power_on"]
+    finally:
+        box.stop()
+        rx.close()
 
 
 def test_every_firmware_module_compiles_for_the_esp32(firmware_dir, mpy_cross, tmp_path):
