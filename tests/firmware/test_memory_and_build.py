@@ -108,3 +108,22 @@ def test_no_todo_left_in_the_firmware(firmware_dir):
     for src in firmware_dir.glob("*.py"):
         text = src.read_text()
         assert not re.search(r"\b(TODO|FIXME|NotImplementedError)\b", text), src.name
+
+
+def test_ram_bench_reports_each_module_and_the_qstr_step_is_not_crossed():
+    """`callbox bench ram`: what each module costs on the heap. Guards the
+    figures of docs/firmware.md "Memory" against creeping back: the RS-485
+    set measured 49.7 KB; an LTE box's interned names must stay under the
+    pool's 620 step, past which the pool takes ~8 KB at once: 554 at import
+    here, ~610 on a running LTE box (test_steady_state_heap_use_of_an_lte_box
+    catches the step there by the live heap)."""
+    from callbox_tools.bench.ram import LTE, RS485, measure
+
+    rs = measure()
+    assert list(rs["modules"]) == ["asyncio"] + list(RS485)
+    assert all(n > 0 for n in rs["modules"].values()), rs
+    assert rs["total_bytes"] == sum(rs["modules"].values())
+    assert rs["total_bytes"] < 54 * 1024, rs
+    lte = measure(lte=True)
+    assert set(LTE) <= set(lte["modules"]) and lte["total_bytes"] > rs["total_bytes"]
+    assert lte["qstrs"] < 620, lte

@@ -1,0 +1,92 @@
+"""`callbox bench ram`: the heap each firmware module takes on the box.
+
+Compiles the firmware with mpy-cross (bytecode, file names embedded as
+`callbox deploy` does) and imports it on the MicroPython unix port in the
+order a running box does, printing what each import added to the live heap
+(`gc.mem_alloc()` after `gc.collect()`), and the interned-name (qstr) count.
+
+Read the figures with two facts of the allocator in mind (docs/firmware.md,
+"Memory"): the qstr pool grows in steps (pools of 20, 40, 80, 160, 320, 640
+names: the 621st name takes ~8 KB at once), and a step lands on whichever
+module crosses it. This is the 64-bit unix port: pointers, object headers
+and the GC block (32 bytes) are twice the ESP32's.
+"""
+
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+NAME = "ram"
+HELP = "box firmware: heap each module adds when imported (MicroPython unix port, .mpy)"
+
+# What an RS-485 box holds while it runs (app.py's imports and its link),
+# then what an LTE box adds.
+RS485 = ("wire", "log", "debounce", "outbox", "sender", "feedback", "hw", "link", "link_rs485", "app")
+LTE = ("at_modem", "link_lte")
+
+_SCRIPT = """
+import gc, sys, micropython
+import struct, binascii, hashlib
+gc.collect()
+base = gc.mem_alloc()
+last = base
+for m in ["asyncio"] + sys.argv[1:]:
+    __import__(m)
+    gc.collect()
+    a = gc.mem_alloc()
+    print("MOD", m, a - last)
+    last = a
+print("TOTAL", last - base)
+micropython.qstr_info()
+"""
+
+
+def add_arguments(parser):
+    parser.add_argument("--lte", action="store_true", help="also import the LTE link's modules")
+
+
+def measure(lte=False):
+    """{"modules": {name: bytes}, "total_bytes", "qstrs", "qstr_pools"}."""
+    from ..mpy import FIRMWARE_DIR, micropython_path, mpy_cross_path
+
+    mods = RS485 + (LTE if lte else ())
+    with tempfile.TemporaryDirectory(prefix="callbox-ram-") as d:
+        d = Path(d)
+        for src in sorted(FIRMWARE_DIR.glob("*.py")):
+            if src.name in ("__init__.py", "main.py"):
+                continue
+            r = subprocess.run([mpy_cross_path(), "-s", src.name, "-o", str(d / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
+        (d / "ram_probe.py").write_text(_SCRIPT)
+        # -m with the build directory as cwd: sys.path "" as on the box, so
+        # file names stay short (a script path would put its absolute
+        # directory on sys.path and intern every long file path).
+        r = subprocess.run([micropython_path(), "-X", "heapsize=1m", "-m", "ram_probe"] + list(mods), capture_output=True, text=True, cwd=str(d),
+                           env={"MICROPYPATH": ":.frozen"}, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError("micropython failed: %s" % (r.stderr.strip() or r.stdout.strip()))
+    out = {"modules": {}, "total_bytes": None, "qstrs": None, "qstr_pools": None}
+    for line in r.stdout.splitlines():
+        p = line.split()
+        if p[:1] == ["MOD"]:
+            out["modules"][p[1]] = int(p[2])
+        elif p[:1] == ["TOTAL"]:
+            out["total_bytes"] = int(p[1])
+        m = re.match(r"qstr pool: n_pool=(\d+), n_qstr=(\d+)", line)
+        if m:
+            out["qstr_pools"], out["qstrs"] = int(m.group(1)), int(m.group(2))
+    return out
+
+
+def run(args):
+    res = measure(args.lte)
+    res["link"] = "lte" if args.lte else "rs485"
+    res["port"] = "micropython unix, 64-bit, compiled .mpy"
+    return res
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(measure(), indent=2))
