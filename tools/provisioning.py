@@ -49,8 +49,8 @@ KEY_BYTES = 32  # HMAC-SHA256 key: the hash's block-size-independent strength
 EVENT_BLOCK = 1_000_000
 # Seconds for one admin API request; the gateway answers in milliseconds.
 GATEWAY_TIMEOUT_S = 10
-# What the firmware keeps on flash for its identity (firmware/app.py:
-# Outbox("outbox.log"), REPLAY_PATH): removed when the box id changes.
+# What the firmware keeps on flash for its identity (firmware/bringup.py:
+# Outbox("outbox.log"); firmware/replay.py: PATH): removed when the box id changes.
 OUTBOX = "outbox.log"
 IDENTITY_STATE = (OUTBOX, OUTBOX + ".tmp", "replay.dat", "replay.dat.tmp")
 

@@ -265,7 +265,7 @@ def test_a_used_box_moved_to_another_junction_leaves_its_old_alarms_behind(make_
     box.wait_log(r"alarm 1 stored: panic", timeout=30)
     box.release("panic")
     # Its old gateway had sent it frames up to counter 5,000,000 (a COMMAND
-    # made the box persist that window; firmware/app.py REPLAY_FMT). The new
+    # made the box persist that window; firmware/replay.py FMT). The new
     # gateway counts box 43's frames from far lower.
     (box.flash / "replay.dat").write_bytes(struct.pack(">IIi", 5_000_000, 0, 0))
     start = len(box.log)
