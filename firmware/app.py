@@ -172,7 +172,10 @@ class App:
             # Rare: the handlers live in commands.py, loaded for this command
             # and dropped after it (a 64 KiB heap cannot keep them resident).
             # config_set and selftest, with more code, run from their own
-            # module, loaded only once commands.py has left RAM.
+            # module, loaded only once commands.py has left RAM. A collection
+            # before each load: a module's code is allocated in pieces of a few
+            # hundred bytes, which fit only in the heap's larger free runs.
+            gc.collect()
             import commands
 
             try:
@@ -181,6 +184,7 @@ class App:
                 sys.modules.pop("commands", None)
             del commands  # (this name alone would keep it in RAM)
             if then is not None:
+                gc.collect()
                 try:
                     __import__(then).command(self, m)
                 finally:
@@ -338,6 +342,7 @@ class App:
 
         bringup.boot(self)
         del bringup  # its code leaves RAM (bringup.boot dropped the module)
+        gc.collect()  # now, before the links' first UART loads asyncio's stream module
         hw.wdt_start(_WDT_MS)
         fed = time.ticks_ms()
         warned = False
