@@ -32,8 +32,9 @@ import time
 
 _cfg = {}
 _board = None
-_levels = {}  # input -> electrical level
-_traces = {}  # input -> (start ticks, [(level, ms), ...]) while a trace plays
+# input -> electrical level, or (start ticks, [(level, ms), ...]) while a
+# trace plays (one dict for both: a second one and its name cost RAM)
+_levels = {}
 _outs = {}  # output -> electrical level last driven
 _power = ["mains", 12800]
 _ctl = None  # the control channel (socket), None when not connected
@@ -114,14 +115,13 @@ def _poll():
         p = line.split()
         try:
             if p[0] == "pin":
-                _traces.pop(p[1], None)
                 _levels[p[1]] = int(p[2])
-            elif p[0] == "trace":
+            elif p[0] == "trace" and len(p) > 2:
                 steps = []
                 for s in p[2:]:
                     lv, ms = s.split(",")
                     steps.append((int(lv), int(ms)))
-                _traces[p[1]] = (time.ticks_ms(), steps)
+                _levels[p[1]] = (time.ticks_ms(), steps)
             elif p[0] == "set":
                 if p[1] == "power":
                     _power[0] = p[2]
@@ -133,17 +133,17 @@ def _poll():
 
 def input_level(name):
     _poll()
-    tr = _traces.get(name)
-    if tr is not None:
-        t = time.ticks_diff(time.ticks_ms(), tr[0])
-        for lv, ms in tr[1]:
-            if t < ms:
-                return lv
-            t -= ms
-        if tr[1]:
-            _levels[name] = tr[1][-1][0]
-        del _traces[name]
-    return _levels.get(name, 1)
+    v = _levels.get(name, 1)
+    if type(v) is int:
+        return v
+    # a trace: the level of the step we are in
+    t = time.ticks_diff(time.ticks_ms(), v[0])
+    for lv, ms in v[1]:
+        if t < ms:
+            return lv
+        t -= ms
+    _levels[name] = lv  # played out: its last level stays
+    return lv
 
 
 def output(name, on):
@@ -225,7 +225,7 @@ def reset_cause():
 
 def power():
     _poll()
-    return (_power[0], _power[1])
+    return tuple(_power)
 
 
 def flash_write(f, data):

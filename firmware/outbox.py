@@ -8,7 +8,7 @@ counted, and cut off by a compaction; the records before it are intact.
 Record layout (all integers big-endian)::
 
     off  size  field
-    0    1     MAGIC 0xA5
+    0    1     magic 0xA5
     1    1     type: 'A' alarm, 'D' done, 'C' counter ceiling, 'N' next event
     2    1     data length L
     3    L     data
@@ -28,7 +28,7 @@ power went during a compaction: the old log is still whole and wins.
 
 Bounded: at most MAX_ALARMS pending. When full, a new alarm of a kind already
 pending is merged into it (the control room already has that call); a new
-kind is still admitted up to HARD_LIMIT (past it add() raises MemoryError).
+kind is still admitted up to _HARD_LIMIT (past it add() raises MemoryError).
 Heartbeats never come here.
 
 No clock; the file I/O is plain open/os on both interpreters; `write` can be
@@ -48,22 +48,22 @@ except ImportError:
         return x
 
 
-MAGIC = const(0xA5)
+_MAGIC = const(0xA5)  # private constants are folded by mpy-cross: no global, no name in RAM
 R_ALARM = const(0x41)
-R_DONE = const(0x44)
-R_COUNTER = const(0x43)
-R_NEXT = const(0x4E)
+_R_DONE = const(0x44)
+_R_COUNTER = const(0x43)
+_R_NEXT = const(0x4E)
 _HEAD = const(3)
 _CRC = const(4)
 MAX_ALARMS = const(64)  # pending alarms before merging by kind
-HARD_LIMIT = const(80)  # never more, whatever happens (RAM and flash bound)
+_HARD_LIMIT = const(80)  # never more, whatever happens (RAM and flash bound)
 COMPACT_BYTES = const(4096)  # log size that triggers a compaction
 COUNTER_BLOCK = const(4096)  # frame counters reserved per 'C' record
 _ALARM_FMT = ">IBBIH"
 
 
 def encode_record(rtype, data):
-    rec = struct.pack(">BBB", MAGIC, rtype, len(data)) + data
+    rec = struct.pack(">BBB", _MAGIC, rtype, len(data)) + data
     return rec + struct.pack(">I", binascii.crc32(rec[1:]))
 
 
@@ -75,7 +75,7 @@ def parse_log(buf):
     i = 0
     n = len(buf)
     while i < n:
-        if n - i < _HEAD + _CRC or buf[i] != MAGIC:
+        if n - i < _HEAD + _CRC or buf[i] != _MAGIC:
             return recs, i, True
         end = i + _HEAD + buf[i + 2]
         if end + _CRC > n or binascii.crc32(buf[i + 1 : end]) != struct.unpack(">I", buf[end : end + _CRC])[0]:
@@ -85,17 +85,13 @@ def parse_log(buf):
     return recs, i, False
 
 
-def _plain_write(f, data):
-    f.write(data)
-
-
 class Outbox:
     def __init__(self, path="outbox.log", event_start=1, write=None, max_alarms=MAX_ALARMS, compact_bytes=COMPACT_BYTES):
         self.path = path
         self.event_start = event_start
         self.max_alarms = max_alarms
         self.compact_bytes = compact_bytes
-        self._write = write or _plain_write
+        self._write = write  # None: a plain f.write
         self.pending = []  # (event, kind, flags, time_s, time_ms), oldest first
         self.next_event = event_start
         self.counter_ceiling = 0
@@ -125,11 +121,11 @@ class Outbox:
                 top = max(top, a[0])
             elif len(data) == 4:
                 v = struct.unpack(">I", data)[0]
-                if rtype == R_DONE:
+                if rtype == _R_DONE:
                     self._drop(v)
-                elif rtype == R_COUNTER:
+                elif rtype == _R_COUNTER:
                     self.counter_ceiling = max(self.counter_ceiling, v)
-                elif rtype == R_NEXT:
+                elif rtype == _R_NEXT:
                     top = max(top, v - 1)
         self.next_event = top + 1
         self.size = good
@@ -145,10 +141,17 @@ class Outbox:
                 return True
         return False
 
+    def _put(self, path, mode, data):
+        # The one place that writes the flash (append or compaction).
+        with open(path, mode) as f:
+            if self._write:
+                self._write(f, data)
+            else:
+                f.write(data)
+
     def _append(self, rtype, data):
         rec = encode_record(rtype, data)
-        with open(self.path, "ab") as f:
-            self._write(f, rec)
+        self._put(self.path, "ab", rec)
         self.size += len(rec)
 
     def add(self, kind, flags, time_s, time_ms=0):
@@ -159,7 +162,7 @@ class Outbox:
                 if a[1] == kind and a[2] == flags:
                     self.merged += 1
                     return a[0]
-            if len(self.pending) >= HARD_LIMIT:
+            if len(self.pending) >= _HARD_LIMIT:
                 # The RAM set aside for alarms is used up (no class of its
                 # own: that would cost RAM too)
                 raise MemoryError("outbox full")
@@ -181,7 +184,7 @@ class Outbox:
         """The gateway has the alarm: forget it. False if not pending."""
         if not self._drop(event):
             return False
-        self._append(R_DONE, struct.pack(">I", event))
+        self._append(_R_DONE, struct.pack(">I", event))
         if self.size > self.compact_bytes:
             self.compact()
         return True
@@ -191,16 +194,15 @@ class Outbox:
         using it in a frame)."""
         if counter >= self.counter_ceiling:
             self.counter_ceiling = counter + COUNTER_BLOCK
-            self._append(R_COUNTER, struct.pack(">I", self.counter_ceiling))
+            self._append(_R_COUNTER, struct.pack(">I", self.counter_ceiling))
 
     def compact(self):
-        buf = bytearray(encode_record(R_NEXT, struct.pack(">I", self.next_event)))
+        buf = bytearray(encode_record(_R_NEXT, struct.pack(">I", self.next_event)))
         if self.counter_ceiling:
-            buf += encode_record(R_COUNTER, struct.pack(">I", self.counter_ceiling))
+            buf += encode_record(_R_COUNTER, struct.pack(">I", self.counter_ceiling))
         for a in self.pending:
             buf += encode_record(R_ALARM, struct.pack(_ALARM_FMT, *a))
         tmp = self.path + ".tmp"
-        with open(tmp, "wb") as f:
-            self._write(f, buf)
+        self._put(tmp, "wb", buf)
         os.rename(tmp, self.path)
         self.size = len(buf)
