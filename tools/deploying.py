@@ -110,7 +110,9 @@ def compile_module(src, rel, out_dir, mpy_cross=None, cache=True):
         except OSError:
             pass
     out = pathlib.Path(out_dir) / (rel[:-3].replace("/", "_") + ".mpy")
-    cmd = [mpy_cross, "-march=" + MPY_ARCH, "-s", rel, "-o", str(out), str(src)]
+    # -s: the name tracebacks show. The .mpy's own name, which the import
+    # interns anyway as the module's file: one permanent qstr, not two.
+    cmd = [mpy_cross, "-march=" + MPY_ARCH, "-s", rel[:-3] + ".mpy", "-o", str(out), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     if proc.returncode != 0:
         raise CommandError(

@@ -100,9 +100,10 @@ def deploy(flash_dir, compiled=False):
             stale = flash_dir / src.name
             if stale.exists():
                 stale.unlink()
-            # -s: the name tracebacks show, as `callbox deploy` embeds it (the
-            # default is the full build path, one more qstr in RAM per module).
-            r = subprocess.run([mpy_cross_path(), "-s", src.name, "-o", str(flash_dir / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
+            # -s: the name tracebacks show, as `callbox deploy` embeds it: the
+            # .mpy's own name, interned anyway as the module's file (the
+            # default, the full build path, is one more qstr per module).
+            r = subprocess.run([mpy_cross_path(), "-s", src.stem + ".mpy", "-o", str(flash_dir / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
             if r.returncode != 0:
                 raise VirtualBoxError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
         else:

@@ -57,7 +57,7 @@ def measure(lte=False):
         for src in sorted(FIRMWARE_DIR.glob("*.py")):
             if src.name in ("__init__.py", "main.py"):
                 continue
-            r = subprocess.run([mpy_cross_path(), "-s", src.name, "-o", str(d / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
+            r = subprocess.run([mpy_cross_path(), "-s", src.stem + ".mpy", "-o", str(d / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
         (d / "ram_probe.py").write_text(_SCRIPT)
