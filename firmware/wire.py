@@ -49,10 +49,20 @@ import hashlib
 
 try:
     from micropython import const
+
+    _CPYTHON = False
 except ImportError:  # CPython
+    _CPYTHON = True
 
     def const(x):
         return x
+
+
+# Code under `if _CPYTHON:` is for the gateway and tools only (reprs, a
+# helper no box code calls). On MicroPython a def that never runs costs no
+# RAM once the module has loaded: its bytecode is dropped with the module's
+# top-level code. Its string literals do load, though (one constant table
+# for the whole module): keep them to 10 characters or fewer.
 
 
 VERSION = const(1)
@@ -113,20 +123,35 @@ TYPE_CODES = {name: code for code, name in TYPE_NAMES.items()}
 # costs no RAM.
 _DOWN_TYPES = const(0b10110100)
 
-# Enumerations carried in payloads, as (code, name) tables.
-ALARM_KINDS = {1: "emergency", 2: "panic", 3: "tamper", 4: "power", 5: "battery", 6: "button_fault"}
+
+
+def _codes(**codes):
+    # An enumeration table (code -> name) from name=code keywords. A keyword
+    # is an interned name (qstr, ~15 B); a string literal longer than 10
+    # characters would be a heap string (~60 B) for as long as wire is
+    # loaded. Used only while the module loads (deleted below).
+    return {codes[n]: n for n in codes}
+
+
+# Enumerations carried in payloads, as code -> name tables.
+ALARM_KINDS = _codes(emergency=1, panic=2, tamper=3, power=4, battery=5, button_fault=6)
 ALARM_FLAG_TIME_SYNCED = const(0x01)  # press time is wall-clock, not uptime
 ALARM_FLAG_RESTORE = const(0x02)  # trouble cleared (tamper closed, mains back...)
-ACK_STATUS = {0: "stored", 1: "duplicate", 2: "refused"}
-POWER_STATES = {0: "mains", 1: "battery", 2: "unknown"}
-LINKS = {0: "none", 1: "rs485", 2: "lte"}
-BOOT_REASONS = {0: "none", 1: "power_on", 2: "hard_reset", 3: "watchdog", 4: "soft_reset", 5: "brownout", 6: "deep_sleep", 7: "panic"}
-CALL_STATES = {0: "idle", 1: "ringing", 2: "connected", 3: "ended", 4: "dispatched"}
-PROMPTS = {0: "none", 1: "connecting", 2: "help_on_way", 3: "testing", 4: "received"}
-COMMAND_OPS = {1: "selftest", 2: "reboot", 3: "config_set", 4: "time_sync", 5: "config_get"}
-RESULT_STATUS = {0: "ok", 1: "fail", 2: "unsupported", 3: "bad_args"}
+ACK_STATUS = _codes(stored=0, duplicate=1, refused=2)
+POWER_STATES = _codes(mains=0, battery=1, unknown=2)
+LINKS = _codes(none=0, rs485=1, lte=2)
+BOOT_REASONS = _codes(none=0, power_on=1, hard_reset=2, watchdog=3, soft_reset=4, brownout=5, deep_sleep=6, panic=7)
+CALL_STATES = _codes(idle=0, ringing=1, connected=2, ended=3, dispatched=4)
+PROMPTS = _codes(none=0, connecting=1, help_on_way=2, testing=3, received=4)
+COMMAND_OPS = _codes(selftest=1, reboot=2, config_set=3, time_sync=4, config_get=5)
+RESULT_STATUS = _codes(ok=0, fail=1, unsupported=2, bad_args=3)
 # HEARTBEAT fault bits.
-FAULT_BITS = {0x01: "emergency_stuck", 0x02: "panic_stuck", 0x04: "tamper_stuck", 0x08: "flash", 0x10: "clock_unsynced", 0x20: "link_backup"}
+FAULT_BITS = _codes(emergency_stuck=0x01, panic_stuck=0x02, tamper_stuck=0x04, flash=0x08, clock_unsynced=0x10, link_backup=0x20)
+# Field and reason names longer than 10 characters, as keywords for the
+# same reason: a string literal below with the same text then loads as this
+# interned name rather than as a heap string.
+dict(acked_counter=0, boot_reason=0, time_synced=0, unknown_box=0)
+del _codes
 
 # Rejection reasons (WireError.reason), in the order a receiver checks them.
 E_EMPTY = "empty"  # nothing between two delimiters: ignored, not counted
@@ -186,25 +211,22 @@ class WireError(ValueError):
         super().__init__(msg + ": " + detail if detail else msg)
 
 
-def _int(value, lo, hi, what):
-    """An integer field checked against its wire range. MicroPython's
-    struct.pack silently wraps out-of-range values (300 packs as 0x2c), so
-    the encoder checks every field itself: the box and the gateway must
-    refuse the same messages."""
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise WireError(E_RANGE, _RANGE_FMT % (what, value, lo, hi))
-    return value
-
-
-def _code(table, value, what):
-    """The wire code of an enumeration given by name, or an integer code
-    (codes this codec does not know, from a newer peer, decode as integers)."""
+def _code(table, value, what, lo=0, hi=255):
+    """The wire value of a field: an integer checked against its range lo..hi
+    or, for an enumeration (`table`, code -> name), also a name. Integer
+    codes this codec does not know (from a newer peer) pass: they decode as
+    integers too. MicroPython's struct.pack silently wraps out-of-range
+    values (300 packs as 0x2c), so the encoder checks every field itself:
+    the box and the gateway must refuse the same messages."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return _int(value, 0, 255, what)
-    for c in table:
-        if table[c] == value:
-            return c
-    raise WireError(E_RANGE, "%s %r" % (what, value))
+        if lo <= value <= hi:
+            return value
+    elif table:
+        for c in table:
+            if table[c] == value:
+                return c
+        raise WireError(E_RANGE, "%s %r" % (what, value))
+    raise WireError(E_RANGE, _RANGE_FMT % (what, value, lo, hi))
 
 
 # ---------------------------------------------------------------- COBS
@@ -246,13 +268,20 @@ def cobs_decode(data):
 # ---------------------------------------------------------------- HMAC
 
 
+# What BoxKey keeps of each HMAC pad, and how it starts a hash from it. On
+# CPython a hash state can be copied: keep the state that has hashed the
+# pad and copy it per message. MicroPython's cannot: keep the pad's bytes
+# and hash them again per message. Both are builtins (no code of ours).
+_START = getattr(type(hashlib.sha256()), "copy", hashlib.sha256)
+_PAD = bytes if _START is hashlib.sha256 else hashlib.sha256
+
+
 class BoxKey:
     """A per-box secret with its HMAC-SHA256 pads precomputed.
 
     HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)) (RFC 2104), written over
     hashlib.sha256 because MicroPython has no hmac module. _inner and _outer
-    are the two pads; on CPython, where hash states can be copied, they are
-    the keyed hash states instead, which saves hashing the pads each time."""
+    hold the two pads (_PAD, _START above)."""
 
     def __init__(self, secret):
         secret = bytes(secret)
@@ -267,33 +296,27 @@ class BoxKey:
         for i in range(64):
             inner[i] ^= 0x36
             outer[i] ^= 0x5C
-        self._inner = bytes(inner)
-        self._outer = bytes(outer)
-        h = hashlib.sha256(self._inner)
-        if hasattr(h, "copy"):
-            self._inner = h
-            self._outer = hashlib.sha256(self._outer)
+        self._inner = _PAD(inner)
+        self._outer = _PAD(outer)
 
-    def mac(self, msg):
-        """Full 32-byte HMAC-SHA256 of msg."""
-        inner = self._inner
-        outer = self._outer
-        if isinstance(inner, bytes):  # MicroPython: hash the pads again
-            inner = hashlib.sha256(inner)
-            outer = hashlib.sha256(outer)
-        else:
-            inner = inner.copy()
-            outer = outer.copy()
+    def tag(self, msg, n=_TAG):
+        """The first n bytes of HMAC-SHA256(key, msg): the frame tag."""
+        inner = _START(self._inner)
+        outer = _START(self._outer)
         inner.update(msg)
         outer.update(inner.digest())
-        return outer.digest()
+        return outer.digest()[:n]
 
-    def tag(self, msg):
-        return self.mac(msg)[:_TAG]
+    if _CPYTHON:
 
-    def __repr__(self):
-        # Keys never appear in logs or tracebacks.
-        return "BoxKey(<secret>)"
+        def mac(self, msg):
+            """Full 32-byte HMAC-SHA256 of msg."""
+            return self.tag(msg, 32)
+
+        def __repr__(self):
+            # Keys never appear in the gateway's logs or tracebacks (on the
+            # box the default repr shows no key either).
+            return "BoxKey(%s)" % "<secret>"
 
 
 # IEEE CRC-32 (as zlib), an unsigned int on both interpreters.
@@ -315,7 +338,10 @@ def equal_ct(a, b):
 
 
 class Frame:
-    """A decoded, verified frame. `msg` is the decoded payload as a dict."""
+    """A decoded, verified frame. `msg` is the decoded payload as a dict;
+    `type_name` is its type's name, `down` True for gateway -> box. Plain
+    attributes, not properties: a frame lives for one message, a property
+    is two more objects in RAM for good."""
 
     def __init__(self, mtype, flags, addr, box_id, counter, payload, msg):
         self.mtype = mtype
@@ -325,27 +351,24 @@ class Frame:
         self.counter = counter
         self.payload = payload
         self.msg = msg
+        self.type_name = msg["type"]
+        self.down = flags == FLAG_DOWN  # decode_body lets no other flag bit through
 
-    @property
-    def down(self):
-        return bool(self.flags & FLAG_DOWN)
+    if _CPYTHON:
 
-    @property
-    def type_name(self):
-        return TYPE_NAMES[self.mtype]
-
-    def __repr__(self):
-        return "Frame(%s box=%r addr=%d ctr=%d %r)" % (TYPE_NAMES.get(self.mtype, "?"), self.box_id, self.addr, self.counter, self.msg)
+        def __repr__(self):
+            # Frame('ALARM', box_id, addr, counter, {...}).
+            return "Frame%r" % ((self.type_name, self.box_id, self.addr, self.counter, self.msg),)
 
 
 def encode_body(key, mtype, box_id, counter, payload=b"", addr=ADDR_NONE):
     """Header, payload, tag and CRC: the body before COBS."""
     if mtype not in TYPE_NAMES:
         raise WireError(E_RANGE, "type %r" % (mtype,))
-    _int(len(payload), 0, MAX_PAYLOAD, "payload")
-    _int(addr, 0, ADDR_MAX, "address")
-    _int(box_id, 0, _U32, "box_id")
-    _int(counter, 0, _U32, "counter")
+    _code(None, len(payload), "payload", 0, MAX_PAYLOAD)
+    _code(None, addr, "address", 0, ADDR_MAX)
+    _code(None, box_id, "box_id", 0, _U32)
+    _code(None, counter, "counter", 0, _U32)
     head = struct.pack(">BBBBIIB", VERSION, mtype, (_DOWN_TYPES >> mtype) & FLAG_DOWN, addr, box_id, counter, len(payload))
     signed = head + bytes(payload)
     signed = signed + key.tag(signed)
@@ -363,10 +386,12 @@ def encode_message(key, msg, box_id, counter, addr=ADDR_NONE):
     return encode_frame(key, TYPE_CODES[msg["type"]], box_id, counter, payload, addr)
 
 
-def peek_header(body):
-    """(version, type, flags, addr, box_id, counter, length) of a body whose
-    CRC has been checked; used to find the key before verifying."""
-    return struct.unpack(">BBBBIIB", body[:_HEADER])
+if _CPYTHON:
+
+    def peek_header(body):
+        """(version, type, flags, addr, box_id, counter, length) of a body whose
+        CRC has been checked; used to find the key before verifying."""
+        return struct.unpack(">BBBBIIB", body[:_HEADER])
 
 
 # ---------------------------------------------------------------- short frames
@@ -391,8 +416,8 @@ def encode_short(mtype, addr, seq):
     """A short POLL (master) or IDLE (box) for RS-485: 0x00 COBS(body) 0x00."""
     if mtype != MSG_POLL and mtype != MSG_IDLE:
         raise WireError(E_RANGE, _RANGE_FMT % ("short type", mtype, MSG_POLL, MSG_IDLE))
-    _int(addr, 1, ADDR_MAX, "address")
-    _int(seq, 0, 255, "seq")
+    _code(None, addr, "address", 1, ADDR_MAX)
+    _code(None, seq, "seq")
     head = bytes([SHORT_MARK, mtype, addr, seq])
     return b"\x00" + cobs_encode(head + struct.pack(">H", crc32(head) & 0xFFFF)) + b"\x00"
 
@@ -418,7 +443,7 @@ def decode_body(body, key_for, expect_down=None):
             raise WireError(E_SHORT if n < OVERHEAD else E_OVERSIZE, _RANGE_FMT % ("bytes", n, OVERHEAD, MAX_BODY))
         if crc32(body[: n - _CRC]) != struct.unpack(">I", body[n - _CRC :])[0]:
             raise WireError(E_CRC)
-        version, mtype, flags, addr, box_id, counter, length = peek_header(body)
+        version, mtype, flags, addr, box_id, counter, length = struct.unpack(">BBBBIIB", body[:_HEADER])
         if version != VERSION:
             raise WireError(E_VERSION, _RANGE_FMT % ("version", version, VERSION, VERSION), box_id)
         if length != n - OVERHEAD:
@@ -435,7 +460,7 @@ def decode_body(body, key_for, expect_down=None):
         return Frame(mtype, flags, addr, None, counter, b"", {"type": TYPE_NAMES[mtype], "short": True, "seq": counter})
     key = key_for(box_id)
     if key is None:
-        raise WireError(E_UNKNOWN_BOX, "not provisioned", box_id)
+        raise WireError(E_UNKNOWN_BOX, "provision?", box_id)
     end = _HEADER + length
     if not equal_ct(key.tag(body[:end]), body[end : end + _TAG]):
         raise WireError(E_AUTH, "wrong key?", box_id)
@@ -492,17 +517,14 @@ def pack_payload(msg):
                     raise WireError(E_RANGE, f + " not bytes")
                 return struct.pack(fmt, *vals) + bytes(v)
             c = fmt[len(vals) + 1]  # the field's format character
-            if table is not None:
-                vals.append(_code(table, v, f))
-                table = None
-            elif f == "tamper":
+            if f == "tamper":
                 vals.append(1 if v else 0)
             elif f == "fw":
                 parts = str(v).split(".")
                 for p in parts:
                     if len(parts) != 3 or not p.isdigit():
                         raise WireError(E_RANGE, "%s %r" % ("fw x.y.z", v))
-                    vals.append(_int(int(p), 0, 255, f))
+                    vals.append(_code(None, int(p), f))
             elif f == "faults":
                 bits = 0
                 for name in msg.get(f, ()):
@@ -512,14 +534,16 @@ def pack_payload(msg):
                     bits |= b
                 vals.append(bits)
             else:
-                # The range of the format character (b signed, B H I not).
+                # The range of the format character (b signed, B H I not);
+                # an enumeration's code is a B.
                 lo = -128 if c == "b" else 0
-                vals.append(_int(v, lo, 999 if f == "time_ms" else lo + (1 << 8 * struct.calcsize(c)) - 1, f))
+                vals.append(_code(table, v, f, lo, 999 if f == "time_ms" else lo + (1 << 8 * struct.calcsize(c)) - 1))
+                table = None
         return struct.pack(fmt, *vals)
     except WireError:
         raise
     except KeyError as e:
-        raise WireError(E_RANGE, "%s needs %s" % (t, e))
+        raise WireError(E_RANGE, "%s, no %s" % (t, e))
     except (OverflowError, TypeError, _STRUCT_ERROR) as e:  # a value of the wrong kind
         raise WireError(E_RANGE, "%s %r" % (t, e))
 
@@ -670,7 +694,7 @@ class ReplayWindow:
             return
         back = self.top - counter
         if back == 0 or back > WINDOW or (self._seen >> (back - 1)) & 1:
-            raise WireError(E_REPLAY, "counter %d, highest seen %d" % (counter, self.top), box_id)
+            raise WireError(E_REPLAY, "%d, top %d" % (counter, self.top), box_id)
 
     def accept(self, counter, box_id=None):
         """Check, then record the counter as seen. Call only after the frame
