@@ -12,6 +12,7 @@ from callbox_rig.bus import Rs485Bus
 from callbox_rig.virtual_box import VirtualBox
 
 from lte_receiver import LteReceiver
+from test_lte_box import BOX as LTE_BOX, lte_config
 from receiver import Receiver
 
 KEY = bytes(range(32))
@@ -67,11 +68,8 @@ LTE_HEAP = "104k"
 
 @pytest.mark.timeout(120)
 def test_steady_state_heap_use_of_an_lte_box(tmp_path):
-    rx = LteReceiver(42, KEY)
-    cfg = {"box_id": 42, "key": KEY.hex(), "junction": "Ghantaghar Square", "board": "esp32_sim7600", "link": "lte", "bus_addr": 3,
-           "gateway_host": "127.0.0.1", "gateway_port": rx.port, "apn": "internet", "sms_number": "+919839000112", "heartbeat_s": 5,
-           "event_start": 1, "lte_dead_s": 5}
-    box = VirtualBox(tmp_path / "flash", config=cfg, heapsize=LTE_HEAP, compiled=True)
+    rx = LteReceiver(LTE_BOX, KEY)
+    box = VirtualBox(tmp_path / "flash", config=lte_config(rx.port, heartbeat_s=5), heapsize=LTE_HEAP, compiled=True)
     box.start()
     try:
         box.wait_light("idle", timeout=30)
