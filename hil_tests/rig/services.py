@@ -27,10 +27,46 @@ class ServiceError(RuntimeError):
     """A rig service did not start or answer; the message says which and why."""
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_handed_out = set()
+
+
+def _ephemeral_range():
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(rng=None):
+    """A TCP port on 127.0.0.1 that is free now and stays free until a service binds it.
+
+    `bind(("127.0.0.1", 0))` returns a port from the kernel's ephemeral range, and the
+    kernel hands out that same range as the local end of every outgoing connection. A
+    port picked that way and bound by a service a second later can be taken in between:
+    CI saw 32 virtual boxes connecting to the bus emulator take the gateway's HTTP port
+    ("address already in use"). So the port comes from below the ephemeral range, where
+    no connect() lands, is checked with a real bind, and is never handed out twice by
+    this process."""
+    import random
+
+    rng = rng or random.SystemRandom()
+    eph_lo, _ = _ephemeral_range()
+    lo, hi = 20000, eph_lo - 1
+    if hi <= lo:  # an unusual range: fall back to the kernel's choice
+        lo, hi = 1024, eph_lo - 1
+    for _ in range(200):
+        port = rng.randint(lo, hi)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise ServiceError("no free TCP port found in %d-%d" % (lo, hi))
 
 
 def _toml_value(v):

@@ -6,12 +6,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 
 import pytest
+
+from callbox_rig.services import free_port as _free_port
 
 from console_helpers import FakeClock, FakeGateway, LoopThread, RunningConsole, make_config
 
@@ -48,12 +49,6 @@ def fake_gateway(loop_thread):
     loop_thread.run(gw.start())
     yield gw
     loop_thread.run(gw.stop())
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

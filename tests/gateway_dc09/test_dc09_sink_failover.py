@@ -6,11 +6,11 @@ and logged."""
 
 import asyncio
 import logging
-import socket
 
 import pytest
 
 from callbox_gateway import dc09
+from callbox_rig.services import free_port
 from callbox_gateway.errors import DeliveryError
 from callbox_gateway.forward_dc09 import Dc09Config, Dc09Sink
 
@@ -43,12 +43,6 @@ def make_sink(*receivers, key=None, token="SIA-DCS", clock=None, **extra):
     }
     table.update(extra)
     return Dc09Sink(Dc09Config.from_dict(table), clock=clock or FakeClock())
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ClosedPort:

@@ -19,7 +19,6 @@ import pathlib
 import pty
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import urllib.request
 import pytest
 
 from callbox_rig.bus import Rs485Bus
+from callbox_rig.services import free_port  # noqa: F401  (tests import it from here)
 from callbox_rig.virtual_box import VirtualBox
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -60,14 +60,6 @@ def popen_cli(*args, **kw):
     background inherits it ignored, and Python then never raises
     KeyboardInterrupt."""
     return subprocess.Popen([CALLBOX, *args], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="session", autouse=True)

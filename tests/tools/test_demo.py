@@ -15,11 +15,7 @@ import urllib.request
 
 import pytest
 
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from callbox_rig.services import free_port as _free_port
 
 
 def _start(state, ports):
