@@ -327,9 +327,12 @@ class App:
                 raise
             except Exception as e:
                 failures += 1
-                log.log(log.ERROR if failures == 1 else log.DEBUG, "%s link crashed: %r; restarting" % (link.name, e))
-                if failures == 1:
-                    sys.print_exception(e)
+                try:
+                    log.log(log.ERROR if failures == 1 else log.DEBUG, "%s link crashed: %r; restarting" % (link.name, e))
+                    if failures == 1:
+                        sys.print_exception(e)
+                except MemoryError:
+                    pass  # a full heap must not end the link for good: it restarts below
                 await asyncio.sleep_ms(min(1000 * failures, 30000))
 
     async def run(self):

@@ -98,21 +98,24 @@ def firmware_sources(firmware_dir=FIRMWARE_DIR):
     return out
 
 
-def compile_module(src, rel, out_dir, mpy_cross=None, cache=True):
+def compile_module(src, rel, out_dir, mpy_cross=None, cache=True, root=""):
     """mpy-cross -march=xtensawin one module; the .mpy bytes (from the cache
-    when this source was compiled before by the same mpy-cross)."""
+    when this source was compiled before by the same mpy-cross). `root` is
+    where the box imports it from ("/rom/" for a ROMFS image)."""
     mpy_cross = mpy_cross or mpy_cross_path()
+    name = root + rel[:-3] + ".mpy"
     cached = None
     if cache:
-        cached = cache_dir() / (_cache_key(pathlib.Path(src).read_bytes(), rel, mpy_cross) + ".mpy")
+        cached = cache_dir() / (_cache_key(pathlib.Path(src).read_bytes(), name, mpy_cross) + ".mpy")
         try:
             return cached.read_bytes()
         except OSError:
             pass
     out = pathlib.Path(out_dir) / (rel[:-3].replace("/", "_") + ".mpy")
-    # -s: the name tracebacks show. The .mpy's own name, which the import
-    # interns anyway as the module's file: one permanent qstr, not two.
-    cmd = [mpy_cross, "-march=" + MPY_ARCH, "-s", rel[:-3] + ".mpy", "-o", str(out), str(src)]
+    # -s: the name tracebacks show. The path the box imports the .mpy from,
+    # which the import interns anyway as the module's __file__: one
+    # permanent qstr, not two.
+    cmd = [mpy_cross, "-march=" + MPY_ARCH, "-s", name, "-o", str(out), str(src)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     if proc.returncode != 0:
         raise CommandError(
@@ -139,9 +142,11 @@ def _cache_put(path, data):
         log.debug("mpy cache not written (%s): %s", path, e)
 
 
-def build_bundle(firmware_dir=FIRMWARE_DIR, boards_dir=BOARDS_DIR, source=False):
+def build_bundle(firmware_dir=FIRMWARE_DIR, boards_dir=BOARDS_DIR, source=False, root=""):
     """Compile the firmware (or keep it as source with source=True, for
-    debugging with readable tracebacks) and collect the board files."""
+    debugging with readable tracebacks) and collect the board files. `root`
+    is where the box imports the modules from: "" (its filesystem) or
+    "/rom/" (a ROMFS image, see romfs_image)."""
     files = {}
     sources = firmware_sources(firmware_dir)
     if not sources:
@@ -151,12 +156,39 @@ def build_bundle(firmware_dir=FIRMWARE_DIR, boards_dir=BOARDS_DIR, source=False)
             if source or pathlib.PurePosixPath(rel).name in SOURCE_ONLY:
                 files[rel] = path.read_bytes()
             else:
-                files[rel[:-3] + ".mpy"] = compile_module(path, rel, tmp)
+                files[rel[:-3] + ".mpy"] = compile_module(path, rel, tmp, root=root)
     boards_dir = pathlib.Path(boards_dir)
     if boards_dir.is_dir():
         for path in sorted(boards_dir.glob("*.json")):
             files["boards/" + path.name] = path.read_bytes()
     return Bundle(files)
+
+
+def romfs_image(bundle):
+    """The bundle's compiled modules as a ROMFS image, built by mpremote's
+    own builder (`mpremote romfs build`): what `mpremote romfs deploy` writes
+    to a board's ROMFS partition, and what a virtual box maps as one
+    (callbox_rig.romfs_host). Modules in a ROMFS run in place from flash:
+    their bytecode and strings never enter the heap (docs/firmware.md,
+    "Memory"). main.py and boot.py, which the port runs by file name, the
+    board files, config and the outbox stay on the read-write filesystem."""
+    import contextlib
+    import io
+
+    from mpremote.romfs import make_romfs
+
+    with tempfile.TemporaryDirectory(prefix="callbox-romfs-") as tmp:
+        n = 0
+        for rel, data in sorted(bundle.files.items()):
+            if rel.endswith(".mpy"):
+                out = pathlib.Path(tmp) / rel
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(data)
+                n += 1
+        if not n:
+            raise CommandError("no compiled modules for a ROMFS image (a source build cannot run in place)", EXIT_FAIL)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints each file
+            return make_romfs(tmp, mpy_cross=False)
 
 
 class Plan:

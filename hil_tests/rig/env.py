@@ -7,7 +7,7 @@ on real boards on a bench.
                  forward_cap_s, control_room_outage_s, lte_blackout_s, delivery_timeout_s
     [rs485]      baud, turnaround_ms, ber, turnaround_zero, seed; gateway_port (real)
     [lte]        latency_ms, jitter_ms, loss, connect_timeout_s, seed
-    [boxes]      board_rs485, board_lte, heapsize
+    [boxes]      board_rs485, board_lte, heapsize, romfs
     [[bench_boxes]]  (real) box_id, key_file, bus_addr, console_port, lines = {...}
 
 `--rig virtual` and `--rig bench` name the files in hil_tests/env/; any other
@@ -26,7 +26,7 @@ _SECTIONS = {
                "control_room_outage_s", "lte_blackout_s", "delivery_timeout_s"},
     "rs485": {"baud", "turnaround_ms", "ber", "turnaround_zero", "seed", "gateway_port"},
     "lte": {"latency_ms", "jitter_ms", "loss", "connect_timeout_s", "seed"},
-    "boxes": {"board_rs485", "board_lte", "heapsize"},
+    "boxes": {"board_rs485", "board_lte", "heapsize", "romfs"},
 }
 _BENCH_BOX = {"box_id", "key_file", "bus_addr", "console_port", "lines"}
 

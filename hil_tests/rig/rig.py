@@ -283,12 +283,14 @@ class VirtualRig:
         if b.link == "rs485":
             cfg.update({"board": self.env.boxes["board_rs485"], "link": "rs485", "bus_addr": b.bus_addr})
             b.vbox = VirtualBox(self.workdir / ("box%d" % b.box_id), config=cfg, rs485_url=b.url, flash_delay_ms=flash_delay_ms,
-                                heapsize=self.env.boxes.get("heapsize") or None, name="box %d" % b.box_id)
+                                heapsize=self.env.boxes.get("heapsize") or None, name="box %d" % b.box_id,
+                                romfs=bool(self.env.boxes.get("romfs")), compiled=bool(self.env.boxes.get("romfs")))
         else:
             cfg.update({"board": self.env.boxes["board_lte"], "link": "lte", "bus_addr": 1, "gateway_host": "127.0.0.1",
                         "gateway_port": self.lte.port, "apn": "internet", "sms_number": "+910000000000"})
             b.vbox = VirtualBox(self.workdir / ("box%d" % b.box_id), config=cfg, modem_url=b.url, flash_delay_ms=flash_delay_ms,
-                                heapsize=self.env.boxes.get("heapsize") or None, name="box %d" % b.box_id)
+                                heapsize=self.env.boxes.get("heapsize") or None, name="box %d" % b.box_id,
+                                romfs=bool(self.env.boxes.get("romfs")), compiled=bool(self.env.boxes.get("romfs")))
 
     def start_boxes(self, boxes, timeout=60.0):
         for b in boxes:

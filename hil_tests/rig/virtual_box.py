@@ -86,15 +86,31 @@ def load_board(name):
     return json.loads(path.read_text())
 
 
-def deploy(flash_dir, compiled=False):
+def deploy(flash_dir, compiled=False, romfs=None):
     """Copy the firmware and the board files onto a virtual box's flash, as
     the technician's deploy does on a real one. compiled=True installs .mpy
     files made by mpy-cross (bytecode: the box does not compile at import,
-    which a 64 KiB heap cannot afford); main.py stays source."""
+    which a 64 KiB heap cannot afford); main.py stays source.
+
+    romfs=PATH puts the compiled modules in a ROMFS image at PATH instead
+    (the ESP32's ROMFS partition, mapped by callbox_rig.romfs_host): the
+    flash keeps main.py and the board files only."""
     flash_dir = pathlib.Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
+    if romfs is not None:
+        from callbox_tools.deploying import build_bundle, romfs_image
+
+        image = romfs_image(build_bundle(root="/rom/"))
+        tmp = pathlib.Path(str(romfs) + ".tmp")
+        tmp.write_bytes(image)
+        os.replace(tmp, romfs)
     for src in sorted(FIRMWARE_DIR.glob("*.py")):
         if src.name in _SKIP_DEPLOY:
+            continue
+        if romfs is not None and src.name != "main.py":
+            for stale in (flash_dir / src.name, flash_dir / (src.stem + ".mpy")):
+                if stale.exists():
+                    stale.unlink()
             continue
         if compiled and src.name != "main.py":
             stale = flash_dir / src.name
@@ -117,7 +133,7 @@ def deploy(flash_dir, compiled=False):
 
 
 class VirtualBox:
-    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False, modem_options=None):
+    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False, modem_options=None, romfs=False):
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.config = config
         self.board_name = (config or {}).get("board", board)
@@ -128,6 +144,9 @@ class VirtualBox:
         self.modem_options = modem_options or {}
         self.deploy = deploy
         self.compiled = compiled
+        # romfs=True: the compiled modules in a ROMFS image beside the flash
+        # directory, mapped read-only and mounted at /rom (romfs_host.py)
+        self.romfs = self.flash_dir.with_name(self.flash_dir.name + ".romfs") if romfs else None
         self.heapsize = heapsize
         self.flash_delay_ms = flash_delay_ms
         self.name = name or ("box %s" % (config or {}).get("box_id", self.flash_dir.name))
@@ -168,7 +187,9 @@ class VirtualBox:
             raise VirtualBoxError("%s: already started" % self.name)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         if self.deploy:
-            deploy(self.flash_dir, self.compiled)
+            deploy(self.flash_dir, self.compiled, self.romfs)
+        if self.romfs is not None and not self.romfs.exists():
+            raise VirtualBoxError("%s: no ROMFS image at %s (deploy=False and none built)" % (self.name, self.romfs))
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
         if self.modem_url is None and "lte" in str((self.config or {}).get("link", "")):
@@ -359,9 +380,17 @@ class VirtualBox:
         master, slave = pty.openpty()
         _raw_with_isig(slave)
         cmd = [micropython_path()]
+        if self.romfs is not None:
+            from . import romfs_host
+
+            cmd = [sys.executable, "-m", "callbox_rig.romfs_host", str(self.romfs)]
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
-        if run_main:
+        if self.romfs is not None:
+            # the port's boot mounts the partition at /rom, then main.py runs
+            boot = romfs_host.BOOT if run_main else romfs_host.BOOT.rsplit(";", 1)[0]
+            cmd += ["-i", "-c", boot]
+        elif run_main:
             # -m, not a script path: a script puts its absolute directory
             # first on sys.path, so every import would intern the long build
             # path of its file as a qstr in the box's small heap.

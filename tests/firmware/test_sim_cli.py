@@ -12,9 +12,10 @@ CALLBOX = [sys.executable, "-m", "callbox_tools.cli"]
 
 
 @pytest.mark.timeout(90)
-def test_sim_then_press_from_another_shell(tmp_path):
+@pytest.mark.parametrize("layout", [[], ["--romfs", "--heapsize", "64k"]], ids=["files", "romfs-64k"])
+def test_sim_then_press_from_another_shell(tmp_path, layout):
     state = tmp_path / "state"
-    sim = subprocess.Popen(CALLBOX + ["sim", "--boxes", "2", "--state", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sim = subprocess.Popen(CALLBOX + ["sim", "--boxes", "2", "--state", str(state)] + layout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         lines = []
         while not any("press a button" in l for l in lines):
@@ -34,6 +35,8 @@ def test_sim_then_press_from_another_shell(tmp_path):
         r = subprocess.run(CALLBOX + ["press", "9", "panic", "--state", str(state)], capture_output=True, text=True, timeout=30)
         assert r.returncode == 3 and "box 9" in r.stderr and "callbox sim" in r.stderr
         assert (state / "box-2" / "outbox.log").exists()  # the alarm is on the box's flash
+        if layout:  # the code is in the image beside the flash, not on it
+            assert (state / "box-2.romfs").stat().st_size > 20000 and not list((state / "box-2").glob("*.mpy"))
     finally:
         os.killpg(sim.pid, signal.SIGINT)
         sim.wait(timeout=20)

@@ -4,6 +4,9 @@ Compiles the firmware with mpy-cross (bytecode, file names embedded as
 `callbox deploy` does) and imports it on the MicroPython unix port in the
 order a running box does, printing what each import added to the live heap
 (`gc.mem_alloc()` after `gc.collect()`), and the interned-name (qstr) count.
+With --romfs the modules come from a ROMFS image mapped outside the heap
+(callbox_rig.romfs_host), as on an ESP32 with a ROMFS partition: their
+bytecode and strings run in place, and the figures are what is left.
 
 Read the figures with two facts of the allocator in mind (docs/firmware.md,
 "Memory"): the qstr pool grows in steps (pools of 20, 40, 80, 160, 320, 640
@@ -32,7 +35,7 @@ import struct, binascii, hashlib
 gc.collect()
 base = gc.mem_alloc()
 last = base
-for m in ["asyncio"] + sys.argv[1:]:
+for m in ["asyncio"] + MODULES:
     __import__(m)
     gc.collect()
     a = gc.mem_alloc()
@@ -45,27 +48,39 @@ micropython.qstr_info()
 
 def add_arguments(parser):
     parser.add_argument("--lte", action="store_true", help="also import the LTE link's modules")
+    parser.add_argument("--romfs", action="store_true", help="import them from a ROMFS image (run in place) instead of files")
 
 
-def measure(lte=False):
+def measure(lte=False, romfs=False):
     """{"modules": {name: bytes}, "total_bytes", "qstrs", "qstr_pools"}."""
+    import sys
+
     from ..mpy import FIRMWARE_DIR, micropython_path, mpy_cross_path
 
     mods = RS485 + (LTE if lte else ())
     with tempfile.TemporaryDirectory(prefix="callbox-ram-") as d:
         d = Path(d)
-        for src in sorted(FIRMWARE_DIR.glob("*.py")):
-            if src.name in ("__init__.py", "main.py"):
-                continue
-            r = subprocess.run([mpy_cross_path(), "-s", src.stem + ".mpy", "-o", str(d / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
-        (d / "ram_probe.py").write_text(_SCRIPT)
-        # -m with the build directory as cwd: sys.path "" as on the box, so
-        # file names stay short (a script path would put its absolute
-        # directory on sys.path and intern every long file path).
-        r = subprocess.run([micropython_path(), "-X", "heapsize=1m", "-m", "ram_probe"] + list(mods), capture_output=True, text=True, cwd=str(d),
-                           env={"MICROPYPATH": ":.frozen"}, timeout=60)
+        (d / "ram_probe.py").write_text("MODULES = %r\n" % (list(mods),) + _SCRIPT)
+        if romfs:
+            from callbox_rig import romfs_host
+
+            from ..deploying import build_bundle, romfs_image
+
+            (d / "fw.romfs").write_bytes(romfs_image(build_bundle(root="/rom/")))
+            cmd = [sys.executable, "-m", "callbox_rig.romfs_host", str(d / "fw.romfs"), "-X", "heapsize=1m", "-c",
+                   romfs_host.BOOT.replace("import main", "import ram_probe")]
+        else:
+            for src in sorted(FIRMWARE_DIR.glob("*.py")):
+                if src.name in ("__init__.py", "main.py"):
+                    continue
+                r = subprocess.run([mpy_cross_path(), "-s", src.stem + ".mpy", "-o", str(d / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise RuntimeError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
+            # -m with the build directory as cwd: sys.path "" as on the box, so
+            # file names stay short (a script path would put its absolute
+            # directory on sys.path and intern every long file path).
+            cmd = [micropython_path(), "-X", "heapsize=1m", "-m", "ram_probe"]
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(d), env={"MICROPYPATH": ":.frozen"}, timeout=60)
     if r.returncode != 0:
         raise RuntimeError("micropython failed: %s" % (r.stderr.strip() or r.stdout.strip()))
     out = {"modules": {}, "total_bytes": None, "qstrs": None, "qstr_pools": None}
@@ -82,9 +97,9 @@ def measure(lte=False):
 
 
 def run(args):
-    res = measure(args.lte)
+    res = measure(args.lte, args.romfs)
     res["link"] = "lte" if args.lte else "rs485"
-    res["port"] = "micropython unix, 64-bit, compiled .mpy"
+    res["port"] = "micropython unix, 64-bit, compiled .mpy" + (" run in place from a ROMFS image" if args.romfs else "")
     return res
 
 

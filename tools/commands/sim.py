@@ -21,6 +21,8 @@ def add_arguments(parser):
     parser.add_argument("--board", default="devkit_rs485", help="board file name in boards/")
     parser.add_argument("--heartbeat", type=int, default=30, help="heartbeat interval in seconds")
     parser.add_argument("--echo", action="store_true", help="print every box's console lines")
+    parser.add_argument("--romfs", action="store_true", help="run the firmware from a ROMFS image in place, as in production (docs/firmware.md, Memory)")
+    parser.add_argument("--heapsize", default=None, help="MicroPython heap of each box, e.g. 64k (the ESP32's; use with --romfs)")
 
 
 def demo_config(i, board, heartbeat_s):
@@ -102,7 +104,8 @@ def run(args):
             existing = flash / "config.json"
             if existing.exists():
                 cfg = json.loads(existing.read_text())
-            box = VirtualBox(flash, config=cfg, rs485_url=bus.url, name="box %d" % cfg["box_id"], echo=args.echo)
+            box = VirtualBox(flash, config=cfg, rs485_url=bus.url, name="box %d" % cfg["box_id"], echo=args.echo,
+                             romfs=args.romfs, compiled=args.romfs, heapsize=args.heapsize)
             box.start()
             boxes.append(box)
             sock = str(state / ("box-%d.sock" % cfg["box_id"]))
