@@ -136,7 +136,7 @@ EV_GARBAGE = const(5)  # (EV_GARBAGE, line): counted and dropped
 # Heads of lines that may arrive unsolicited. A line that belongs to the
 # command in flight (its answer or result line) is its answer even if it is
 # listed here (+CREG: is both).
-_URCS = (
+_URCS = const(
     "|+IPCLOSE:|+CIPEVENT:|+CREG:|+CEREG:|+CGREG:|+CPIN:|+CMTI:|+CGEV:|+CTZV:"
     "|RECV FROM:|RDY|SMS DONE|PB DONE|*ATREADY:"
     # the result URCs of a command that already timed out arrive late:
@@ -146,7 +146,7 @@ _URCS = (
 # Hints for the final statuses worth one: 27.007 / 27.005 numeric codes
 # (AT+CMEE=1), a +CPIN: state other than READY, a timeout, and "IP <err>"
 # for the <err> of +NETOPEN: / +CIPOPEN:. Entries "|<status>|<status>|=<hint>".
-_HINTS = (
+_HINTS = const(
     "|+CME ERROR: 10|+CMS ERROR: 310|=SIM not inserted; check the SIM card is seated"
     "|+CME ERROR: 11|SIM PIN|=SIM PIN required; use a SIM without a PIN"
     "|+CME ERROR: 13|=SIM failure; replace the SIM"
@@ -184,11 +184,12 @@ class AtCommandError(ModemError):
 
 def hint_for(status):
     """A human hint for a final status, or for "IP <err>"; "" if none."""
-    i = _HINTS.find("|%s|" % status)
+    h = _HINTS  # one copy of the table in this function's constants
+    i = h.find("|%s|" % status)
     if i < 0:
         return ""
-    i = _HINTS.find("=", i) + 1
-    return _HINTS[i : _HINTS.find("|", i)]
+    i = h.find("=", i) + 1
+    return h[i : h.find("|", i)]
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -343,6 +344,7 @@ class AtCore:
     def match(self, buf, ev):
         """One line from the modem (`buf`, without its LF): to the command
         in flight, or an event of its own."""
+        urcs = _URCS  # one copy of the table in this function's constants
         try:
             # Ends stripped: echo ends "\r", lines "\r\n", and the space of
             # a "> " prompt split from its ">" is left over.
@@ -371,7 +373,7 @@ class AtCore:
                 self.garbage += 1
                 ev.append((EV_GARBAGE, line))
         elif st == S_IDLE:
-            if head in _URCS:
+            if head in urcs:
                 ev.append((EV_URC, line))
             else:
                 self.garbage += 1
@@ -392,7 +394,7 @@ class AtCore:
                 ev.append(self.done("OK"))
         elif self.prefix is not None and line.startswith(self.prefix):
             self.lines.append(line)
-        elif head in _URCS:
+        elif head in urcs:
             ev.append((EV_URC, line))
         else:  # information text of the command (ATI, +IP ERROR: ...)
             self.lines.append(line)

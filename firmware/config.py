@@ -18,6 +18,12 @@ try:
     from errors import ConfigError
 except ImportError:
     from .errors import ConfigError
+try:
+    from micropython import const
+except ImportError:  # CPython: the tools read and write this format too
+
+    def const(x):
+        return x
 
 CONFIG_PATH = "config.json"
 LINKS = ("rs485", "lte", "rs485+lte")
@@ -48,7 +54,7 @@ _INT_RANGES = {
     # LTE keepalive (protocol.md 7): a frame unanswered this long = dead link.
     "lte_dead_s": (5, 600),
 }
-_HEX = "0123456789abcdefABCDEF"
+_HEX = const("0123456789abcdefABCDEF")
 # The short names a board file uses (docs/firmware.md, boards/*.json). Naming
 # them here interns them when this module loads, before json parses the
 # board: each parsed key is then this one shared name (a few bytes, once)
@@ -146,7 +152,7 @@ def save(cfg, path=CONFIG_PATH):
 
 # Keys the gateway may set; box_id, key, board, link and addresses need the
 # technician (`callbox provision`).
-SETTABLE = ("heartbeat_s", "backup_after_s", "stuck_s", "junction", "log_level", "sms_after_s", "lte_dead_s", "sms_number")
+_SETTABLE = const(("heartbeat_s", "backup_after_s", "stuck_s", "junction", "log_level", "sms_after_s", "lte_dead_s", "sms_number"))
 
 
 def _parse_settings(args):
@@ -166,7 +172,7 @@ def _parse_settings(args):
 
 def command(app, m):
     """config_set on a running box: key=value lines (or a JSON object) of
-    SETTABLE keys, validated, written atomically, applied at once; a refused
+    _SETTABLE keys, validated, written atomically, applied at once; a refused
     key comes back as bad_args naming it."""
     import sys
     import log
@@ -179,7 +185,7 @@ def command(app, m):
             raise ConfigError("config_set: %s" % (e,))
         new = load()  # the file: app.cfg has no "key" (App dropped its hex)
         for k in changes:
-            if k not in SETTABLE:
+            if k not in _SETTABLE:
                 raise ConfigError("unknown or protected key: %s" % k)
             v = changes[k]
             if k in _INT_RANGES and isinstance(v, str):

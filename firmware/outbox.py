@@ -59,7 +59,7 @@ MAX_ALARMS = const(64)  # pending alarms before merging by kind
 _HARD_LIMIT = const(80)  # never more, whatever happens (RAM and flash bound)
 COMPACT_BYTES = const(4096)  # log size that triggers a compaction
 COUNTER_BLOCK = const(4096)  # frame counters reserved per 'C' record
-_ALARM_FMT = ">IBBIH"
+_ALARM_FMT = const(">IBBIH")
 
 
 def encode_record(rtype, data):

@@ -10,32 +10,33 @@ last request i32 (-1: none). save() runs before a COMMAND is acted on
 
 import os
 import struct
+from micropython import const
 
 import hw
 import log
 import wire
 
-PATH = "replay.dat"
-FMT = ">IIi"
+_PATH = const("replay.dat")
+_FMT = const(">IIi")
 
 
 def save(app):
     """Write the state atomically: temporary file, then rename."""
     top, seen = app.replay.state()
-    tmp = PATH + ".tmp"
+    tmp = _PATH + ".tmp"
     with open(tmp, "wb") as f:
-        hw.flash_write(f, struct.pack(FMT, top, seen, app.last_request))
-    os.rename(tmp, PATH)
+        hw.flash_write(f, struct.pack(_FMT, top, seen, app.last_request))
+    os.rename(tmp, _PATH)
 
 
 def load(app):
     try:
-        with open(PATH, "rb") as f:
+        with open(_PATH, "rb") as f:
             data = f.read()
     except OSError:
         return
-    if len(data) != struct.calcsize(FMT):
-        log.warning("%s has %d bytes, not %d: ignored" % (PATH, len(data), struct.calcsize(FMT)))
+    if len(data) != struct.calcsize(_FMT):
+        log.warning("%s has %d bytes, not %d: ignored" % (_PATH, len(data), struct.calcsize(_FMT)))
         return
-    top, seen, app.last_request = struct.unpack(FMT, data)
+    top, seen, app.last_request = struct.unpack(_FMT, data)
     app.replay = wire.ReplayWindow(top, seen)

@@ -38,12 +38,12 @@ import hw
 import log
 
 LINK_TIMEOUT_MS = const(45000)  # from the REPL: an LTE modem registers and connects first
-LINK_CMD_TIMEOUT_MS = const(15000)  # a running box: the link is up, one poll or one TCP round trip
+_LINK_CMD_TIMEOUT_MS = const(15000)  # a running box: the link is up, one poll or one TCP round trip
 _SETTLE_MS = const(300)  # inputs settle after init (pull-ups; the simulator's pin levels arrive)
 _POLL_MS = const(50)
-_TEST_FILE = "selftest.tmp"
+_TEST_FILE = const("selftest.tmp")
 _MAX_REPORT = const(188)  # RESULT data: MAX_PAYLOAD 192 - 4 header bytes
-DEFAULT_BOARD = "devkit_rs485"
+_DEFAULT_BOARD = const("devkit_rs485")
 
 
 def check_inputs(board, app=None):
@@ -153,7 +153,7 @@ async def run(app):
     lines = check_inputs(app.board, app)
     lines.append(check_light(app.board))
     lines.append(check_flash(app))
-    lines.append(await check_link(app, LINK_CMD_TIMEOUT_MS))
+    lines.append(await check_link(app, _LINK_CMD_TIMEOUT_MS))
     return lines
 
 
@@ -186,7 +186,7 @@ async def _cli(link_timeout_ms):
     except config.ConfigError as e:
         why = str(e)
         cfg = None
-        board = config.load_board(DEFAULT_BOARD)
+        board = config.load_board(_DEFAULT_BOARD)
     hw.init(board)
     await hw.start()
     await asyncio.sleep_ms(_SETTLE_MS)

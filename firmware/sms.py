@@ -2,9 +2,9 @@
 alarm the gateway has not acknowledged within cfg["sms_after_s"] goes out
 once (per boot) as an SMS to cfg["sms_number"], with link_lte's
 format_alarm_sms text. A failed SMS (no network service, modem busy or gone)
-is tried again after RETRY_MS. Restores (door closed, button released) are
+is tried again after _RETRY_MS. Restores (door closed, button released) are
 not sent: they are not calls for help. The time counts from when this task
-first sees the alarm pending: within CHECK_MS of the press, or of boot for
+first sees the alarm pending: within _CHECK_MS of the press, or of boot for
 an alarm from flash.
 
 Imported by bringup.py only on an LTE box, so an RS-485 box carries none
@@ -27,8 +27,8 @@ import log
 import hw
 from link_lte import format_alarm_sms
 
-CHECK_MS = const(1000)  # how often unacknowledged alarms are looked at
-RETRY_MS = const(30000)  # a failed SMS is tried again this much later
+_CHECK_MS = const(1000)  # how often unacknowledged alarms are looked at
+_RETRY_MS = const(30000)  # a failed SMS is tried again this much later
 
 
 def open_modem():
@@ -42,7 +42,7 @@ async def fallback(app):
     seen = {}  # event -> ticks when first seen pending; None once sent by SMS
     retry_at = None
     while True:
-        await asyncio.sleep_ms(CHECK_MS)
+        await asyncio.sleep_ms(_CHECK_MS)
         now = time.ticks_ms()
         pending = list(app.outbox.pending)
         events = [a[0] for a in pending]
@@ -65,8 +65,8 @@ async def fallback(app):
             try:
                 mr = await app.lte.send_sms(text)
             except Exception as e:  # ModemError, or the modem gone mid-command
-                log.warning("SMS for alarm %d failed: %s; trying again in %d s" % (ev, e, RETRY_MS // 1000))
-                retry_at = time.ticks_add(now, RETRY_MS)
+                log.warning("SMS for alarm %d failed: %s; trying again in %d s" % (ev, e, _RETRY_MS // 1000))
+                retry_at = time.ticks_add(now, _RETRY_MS)
                 break
             seen[ev] = None
             log.warning("alarm %d not acknowledged after %d s: sent by SMS (ref %d)" % (ev, after_ms // 1000, mr))

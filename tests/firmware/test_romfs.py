@@ -27,9 +27,16 @@ def image(tmp_path_factory):
     return path
 
 
-def _host(image, code, heap="1m", cwd=None):
+def _no_core_dump():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the fault test must not leave a core file
+
+
+def _host(image, code, heap="1m"):
     return subprocess.run([sys.executable, "-m", "callbox_rig.romfs_host", str(image), "-X", "heapsize=" + heap, "-c", MOUNT + ";" + code],
-                          capture_output=True, text=True, timeout=60, cwd=cwd, env=dict(os.environ, MICROPYPATH=":.frozen"))
+                          capture_output=True, text=True, timeout=60, cwd=str(image.parent), env=dict(os.environ, MICROPYPATH=":.frozen"),
+                          preexec_fn=_no_core_dump)
 
 
 def test_the_image_holds_every_module_but_main_and_names_them_by_their_rom_path(image):
