@@ -140,6 +140,20 @@ class Board:
         self.close()
         return False
 
+    def soft_reset_raw(self):
+        """Soft-reset and stay in the raw REPL (main.py does not run): a fresh
+        heap with no firmware code running, as mpremote does before its own
+        commands. A ROMFS rewrite needs it: the firmware runs in place from
+        the partition."""
+        from mpremote.transport import TransportError
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.t.enter_raw_repl(soft_reset=True, timeout_overall=ENTER_REPL_TIMEOUT_S)
+        except (TransportError, OSError) as e:
+            raise CommandError("%s: the box did not come back from a soft reset (%s); check the cable and power, then retry" % (self.port, e),
+                               EXIT_TIMEOUT) from None
+
     def soft_reset(self):
         """Leave the raw REPL and soft-reset, so the box boots its main.py."""
         self.t.exit_raw_repl()

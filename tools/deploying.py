@@ -17,6 +17,7 @@ A deploy interrupted at any point leaves the box as it was or fully done:
 files are staged as NAME.new and verified before a single on-board commit.
 """
 
+import binascii
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ import pathlib
 import subprocess
 import tempfile
 
-from .errors import EXIT_FAIL, CommandError
+from .errors import EXIT_FAIL, EXIT_WRONG_BOARD, CommandError
 from .mpy import FIRMWARE_DIR, REPO_ROOT, mpy_cross_path
 
 log = logging.getLogger(__name__)
@@ -65,19 +66,26 @@ def _cache_key(src_bytes, rel, mpy_cross):
 
 
 class Bundle:
-    """What a deploy puts on the box: {board path: bytes}."""
+    """What a deploy puts on the box: {board path: bytes}, and with
+    --romfs the SHA-256 of the image in its ROMFS partition."""
 
-    def __init__(self, files):
+    def __init__(self, files, romfs=None):
         self.files = dict(files)
+        self.romfs = romfs
         self.hashes = {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()}
         ident = hashlib.sha256()
         for p in sorted(self.hashes):
             ident.update(("%s %s\n" % (p, self.hashes[p])).encode())
+        if romfs:
+            ident.update(("romfs %s\n" % romfs).encode())
         self.build_id = ident.hexdigest()[:12]
 
     def with_manifest(self):
         """The bundle plus deploy.json describing it."""
-        manifest = json.dumps({"build": self.build_id, "files": self.hashes}, sort_keys=True).encode()
+        m = {"build": self.build_id, "files": self.hashes}
+        if self.romfs:
+            m["romfs"] = self.romfs
+        manifest = json.dumps(m, sort_keys=True).encode()
         files = dict(self.files)
         files[MANIFEST] = manifest
         return files
@@ -198,7 +206,7 @@ class Plan:
         self.remove = remove  # board paths to delete (shadowing or stale)
 
 
-def plan(files, board_hashes, old_manifest=None):
+def plan(files, board_hashes, old_manifest=None, remove_also=()):
     """Pure: which of `files` ({path: bytes}) to copy given the board's
     hashes ({path: hex or None}), and what to delete: the other form of
     each module (a stale foo.py would shadow foo.mpy) and files the previous
@@ -209,7 +217,7 @@ def plan(files, board_hashes, old_manifest=None):
             same.append(path)
         else:
             copy.append(path)
-    remove = _shadow_candidates(files)
+    remove = _shadow_candidates(files) | set(remove_also)
     for path in (old_manifest or {}).get("files", {}):
         if path not in files:
             remove.add(path)
@@ -227,10 +235,11 @@ def _shadow_candidates(files):
     return out - set(files)
 
 
-def deploy(board, bundle, report=print, hooks=None):
+def deploy(board, bundle, report=print, hooks=None, remove_also=()):
     """Put `bundle` on the board. Returns the Plan that was carried out.
     `report(line)` gets one line per file; `hooks` (tests only) may hold
-    "after_stage" called with each staged path."""
+    "after_stage" called with each staged path. `remove_also`: paths to
+    delete if present (the modules a ROMFS image now holds)."""
     hooks = hooks or {}
     resumed = board.finish_interrupted_commit()
     if resumed == "finished":
@@ -245,9 +254,9 @@ def deploy(board, bundle, report=print, hooks=None):
             old_manifest = json.loads(raw)
         except ValueError:
             old_manifest = None
-    candidates = sorted(set(files) | _shadow_candidates(files) | set((old_manifest or {}).get("files", {})))
+    candidates = sorted(set(files) | _shadow_candidates(files) | set((old_manifest or {}).get("files", {})) | set(remove_also))
     hashes = board.sha256_many(candidates)
-    p = plan(files, hashes, old_manifest)
+    p = plan(files, hashes, old_manifest, remove_also)
     # The manifest changes whenever anything else does; it is not news.
     real_copies = [x for x in p.copy if x != MANIFEST]
     if not real_copies and not p.remove:
@@ -279,3 +288,114 @@ def deploy(board, bundle, report=print, hooks=None):
         % (bundle.build_id, len(real_copies), len([x for x in p.same if x != MANIFEST]), len(p.remove))
     )
     return p
+
+
+# ---------------------------------------------------------------- ROMFS
+#
+# `callbox deploy --romfs`, for boards whose MicroPython is built with ROMFS
+# (MICROPY_VFS_ROM and a "romfs" partition): the modules go into the ROMFS
+# partition as one image and run in place from flash, so their code never
+# enters the heap (docs/firmware.md, "Memory"); main.py, boot.py and the
+# board files go on the filesystem as in a plain deploy.
+#
+# Order, so that a power cut at any point leaves a box that starts:
+# 1. soft reset first: no code from the old image may be running while the
+#    partition is rewritten (it executes in place);
+# 2. erase, write every chunk but the first, then the first, which holds
+#    the image's header: until the last write the partition holds no valid
+#    image, the port mounts nothing, and the box keeps running the modules
+#    on its filesystem, which come before /rom on sys.path;
+# 3. check the image by hash on the box;
+# 4. only then the usual journalled switch of the filesystem, which also
+#    removes the module files the image now holds.
+# A box that already ran from ROMFS has no module files left to fall back
+# on: a cut during step 2 leaves it at the REPL ("no module named ..."),
+# and running the deploy again repairs it.
+
+ROMFS_CHUNK = 1024  # bytes per write over the raw REPL (a multiple of every flash's minimum write)
+
+_ROMFS_SIZE = (
+    "import vfs,json\nr=0\n"
+    "if hasattr(vfs,'rom_ioctl') and vfs.rom_ioctl(1)>0:\n r=len(memoryview(vfs.rom_ioctl(2,0)))\n"
+    "print(json.dumps(r))\n"
+)
+_ROMFS_HASH = (
+    "import vfs,hashlib,binascii\n"
+    "print(binascii.hexlify(hashlib.sha256(memoryview(vfs.rom_ioctl(2,0))[:%d]).digest()).decode())\n"
+)
+# The two flavours of rom_ioctl(2): a buffer written with rom_ioctl(3/4/5)
+# (stm32, esp8266, this project's virtual box), or a block device with
+# ioctl and writeblocks (the ESP32's partition object); as mpremote's own
+# `romfs deploy` tells them apart.
+_ROMFS_PREPARE = (
+    "import vfs,binascii\n"
+    "try:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
+    "_d=vfs.rom_ioctl(2,0)\n_o=hasattr(_d,'ioctl')\n"
+    "if _o:\n _b=_d.ioctl(5,0)\n for i in range((%d+_b-1)//_b):\n  _d.ioctl(6,i)\n r=_b\n"
+    "else:\n r=vfs.rom_ioctl(3,0,%d)\n"
+    "print(r)\n"
+)
+_ROMFS_WRITE = (
+    "_x=binascii.a2b_base64(%r)\n"
+    "if _o:\n _d.writeblocks(%d//_b,_x,%d%%_b)\nelif vfs.rom_ioctl(4,0,%d,_x):\n raise OSError('rom_ioctl write')\n"
+)
+
+
+def romfs_partition_bytes(board):
+    """Size of the box's ROMFS partition; CommandError if its MicroPython
+    has none (a stock ESP32_GENERIC image, a virtual box without one)."""
+    size = json.loads(board.exec(_ROMFS_SIZE).decode().strip().splitlines()[-1])
+    if not size:
+        raise CommandError(
+            "%s: this box's MicroPython has no ROMFS partition (no vfs.rom_ioctl segment); flash a build with "
+            "MICROPY_VFS_ROM and a \"romfs\" partition (docs/technician.md), or deploy without --romfs" % board.port,
+            EXIT_WRONG_BOARD,
+        )
+    return size
+
+
+def romfs_hash(board, n):
+    return board.exec(_ROMFS_HASH % n).decode().strip().splitlines()[-1]
+
+
+def write_romfs(board, image, report=print, hooks=None):
+    """Write `image` to the box's ROMFS partition (header last) and check it
+    by hash. Returns True if written, False if the partition held it already."""
+    hooks = hooks or {}
+    want = hashlib.sha256(image).hexdigest()
+    size = romfs_partition_bytes(board)
+    if len(image) > size:
+        raise CommandError("%s: the ROMFS image (%d bytes) does not fit the box's %d-byte partition" % (board.port, len(image), size), EXIT_FAIL)
+    if romfs_hash(board, len(image)) == want:
+        report("  same   ROMFS image (%d bytes)" % len(image))
+        return False
+    min_write = int(board.exec(_ROMFS_PREPARE % (len(image), len(image))).decode().strip().splitlines()[-1])
+    if min_write <= 0 or ROMFS_CHUNK % min_write:
+        raise CommandError("%s: the box refused to erase its ROMFS partition (rom_ioctl answered %d)" % (board.port, min_write), EXIT_FAIL)
+    pad = (-len(image)) % min_write
+    data = image + b"\xff" * pad  # 0xFF: erased flash, written as is
+    offsets = list(range(0, len(data), ROMFS_CHUNK))
+    for off in offsets[1:] + offsets[:1]:  # the header last
+        chunk = binascii.b2a_base64(data[off : off + ROMFS_CHUNK], newline=False).decode()
+        board.exec(_ROMFS_WRITE % (chunk, off, off, off))
+        if "after_romfs_chunk" in hooks:
+            hooks["after_romfs_chunk"](off)
+    board.exec("import vfs\nif not _o:\n vfs.rom_ioctl(5,0)\n")
+    got = romfs_hash(board, len(image))
+    if got != want:
+        raise CommandError("%s: the ROMFS partition does not read back as written; run `callbox deploy --romfs` again" % board.port, EXIT_FAIL)
+    report("  wrote  ROMFS image (%d bytes, verified)" % len(image))
+    return True
+
+
+def deploy_romfs(board, bundle, report=print, hooks=None):
+    """`bundle` built with root="/rom/": its .mpy modules into the ROMFS
+    partition as one image, the rest onto the filesystem; the module files a
+    previous deploy left there are removed (they would come first on
+    sys.path). Returns the filesystem Plan."""
+    image = romfs_image(bundle)
+    board.soft_reset_raw()
+    write_romfs(board, image, report, hooks)
+    modules = [p for p in bundle.files if p.endswith(".mpy")]
+    rest = Bundle({p: d for p, d in bundle.files.items() if p not in modules}, romfs=hashlib.sha256(image).hexdigest())
+    return deploy(board, rest, report, hooks, remove_also=modules + [p[:-4] + ".py" for p in modules])

@@ -61,6 +61,9 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 _RAW_BANNER = b"raw REPL; CTRL-B to exit"
 _LOG_LIMIT = 20000  # console lines kept in memory
 _SKIP_DEPLOY = ("__init__.py",)
+# A board's ROMFS partition (a "romfs" data partition in an ESP32 partition
+# table); a virtual box's is a file of this size beside its flash directory.
+ROMFS_PARTITION_BYTES = 256 * 1024
 
 
 class VirtualBoxError(RuntimeError):
@@ -92,17 +95,20 @@ def deploy(flash_dir, compiled=False, romfs=None):
     files made by mpy-cross (bytecode: the box does not compile at import,
     which a 64 KiB heap cannot afford); main.py stays source.
 
-    romfs=PATH puts the compiled modules in a ROMFS image at PATH instead
-    (the ESP32's ROMFS partition, mapped by callbox_rig.romfs_host): the
-    flash keeps main.py and the board files only."""
+    romfs=PATH puts the compiled modules in a ROMFS image in the partition
+    file PATH instead (the ESP32's ROMFS partition, mapped by
+    callbox_rig.romfs_host): the flash keeps main.py and the board files
+    only."""
     flash_dir = pathlib.Path(flash_dir)
     flash_dir.mkdir(parents=True, exist_ok=True)
     if romfs is not None:
         from callbox_tools.deploying import build_bundle, romfs_image
 
         image = romfs_image(build_bundle(root="/rom/"))
+        if len(image) > ROMFS_PARTITION_BYTES:
+            raise VirtualBoxError("ROMFS image of %d bytes does not fit the %d-byte partition" % (len(image), ROMFS_PARTITION_BYTES))
         tmp = pathlib.Path(str(romfs) + ".tmp")
-        tmp.write_bytes(image)
+        tmp.write_bytes(image + b"\xff" * (ROMFS_PARTITION_BYTES - len(image)))  # the rest erased
         os.replace(tmp, romfs)
     for src in sorted(FIRMWARE_DIR.glob("*.py")):
         if src.name in _SKIP_DEPLOY:
@@ -133,7 +139,7 @@ def deploy(flash_dir, compiled=False, romfs=None):
 
 
 class VirtualBox:
-    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False, modem_options=None, romfs=False):
+    def __init__(self, flash_dir, config=None, board="devkit_rs485", rs485_url=None, modem_url=None, deploy=True, heapsize=None, flash_delay_ms=0, name=None, echo=False, compiled=False, modem_options=None, romfs=False, romfs_partition=False):
         self.flash_dir = pathlib.Path(flash_dir).resolve()
         self.config = config
         self.board_name = (config or {}).get("board", board)
@@ -144,9 +150,14 @@ class VirtualBox:
         self.modem_options = modem_options or {}
         self.deploy = deploy
         self.compiled = compiled
-        # romfs=True: the compiled modules in a ROMFS image beside the flash
-        # directory, mapped read-only and mounted at /rom (romfs_host.py)
-        self.romfs = self.flash_dir.with_name(self.flash_dir.name + ".romfs") if romfs else None
+        # romfs_partition=True: the board is an ESP32 built with ROMFS: a
+        # partition (a file beside the flash directory, erased when new)
+        # mapped read-only, mounted at /rom when it holds an image, and
+        # vfs.rom_ioctl to rewrite it (romfs_host.py, romfs_port.py).
+        # romfs=True also deploys the compiled modules into it instead of
+        # onto the flash.
+        self.romfs_deploy = bool(romfs)
+        self.romfs = self.flash_dir.with_name(self.flash_dir.name + ".romfs") if (romfs or romfs_partition) else None
         self.heapsize = heapsize
         self.flash_delay_ms = flash_delay_ms
         self.name = name or ("box %s" % (config or {}).get("box_id", self.flash_dir.name))
@@ -187,9 +198,9 @@ class VirtualBox:
             raise VirtualBoxError("%s: already started" % self.name)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         if self.deploy:
-            deploy(self.flash_dir, self.compiled, self.romfs)
+            deploy(self.flash_dir, self.compiled, self.romfs if self.romfs_deploy else None)
         if self.romfs is not None and not self.romfs.exists():
-            raise VirtualBoxError("%s: no ROMFS image at %s (deploy=False and none built)" % (self.name, self.romfs))
+            self.romfs.write_bytes(b"\xff" * ROMFS_PARTITION_BYTES)  # a new board: the partition erased
         if self.config is not None:
             (self.flash_dir / "config.json").write_text(json.dumps(self.config))
         if self.modem_url is None and "lte" in str((self.config or {}).get("link", "")):
@@ -388,7 +399,7 @@ class VirtualBox:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
         if self.romfs is not None:
             # the port's boot mounts the partition at /rom, then main.py runs
-            boot = romfs_host.BOOT if run_main else romfs_host.BOOT.rsplit(";", 1)[0]
+            boot = romfs_host.BOOT if run_main else romfs_host.BOOT_REPL
             cmd += ["-i", "-c", boot]
         elif run_main:
             # -m, not a script path: a script puts its absolute directory
