@@ -27,8 +27,8 @@ KEY = bytes(range(32))
 HEAP_RE = r"heap: live (\d+) B, peak (\d+) B, free (\d+) B"
 
 # (deploy, -X heapsize, the live heap it must stay under). Measured:
-# - ROMFS, RS-485: live 45.2 KB; runs at 56k, fails at 52k.
-# - ROMFS, LTE: live 56.2 KB at 64k (the qstr pool's 620-name step would
+# - ROMFS, RS-485: live 45.3 KB; runs at 56k, fails at 52k.
+# - ROMFS, LTE: live 56.2 KB at 64k, fails at 60k (the qstr pool's 620-name step would
 #   need ~6.4 KB in one piece and fail here: this run guards it).
 # - files, RS-485: live 63.0 KB; runs at 80k, fails at 72k (fragmentation).
 # - files, LTE: live 81.9 KB; runs at 96k, fails at 88k.
