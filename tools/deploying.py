@@ -314,19 +314,27 @@ def deploy(board, bundle, report=print, hooks=None, remove_also=()):
 
 ROMFS_CHUNK = 1024  # bytes per write over the raw REPL (a multiple of every flash's minimum write)
 
+# The two flavours of rom_ioctl(2): a buffer written with rom_ioctl(3/4/5)
+# (stm32, esp8266, this project's virtual box), or a block device with
+# ioctl, readblocks and writeblocks (the ESP32's partition object), told
+# apart as mpremote's own `romfs deploy` does. The block device is read back
+# with readblocks, from the flash itself rather than through the cache
+# mapping. (Only the buffer flavour runs here: no ESP32 on the test machine.)
 _ROMFS_SIZE = (
     "import vfs,json\nr=0\n"
-    "if hasattr(vfs,'rom_ioctl') and vfs.rom_ioctl(1)>0:\n r=len(memoryview(vfs.rom_ioctl(2,0)))\n"
+    "if hasattr(vfs,'rom_ioctl') and vfs.rom_ioctl(1)>0:\n"
+    " _d=vfs.rom_ioctl(2,0)\n"
+    " r=_d.ioctl(4,0)*_d.ioctl(5,0) if hasattr(_d,'ioctl') else len(memoryview(_d))\n"
     "print(json.dumps(r))\n"
 )
 _ROMFS_HASH = (
-    "import vfs,hashlib,binascii\n"
-    "print(binascii.hexlify(hashlib.sha256(memoryview(vfs.rom_ioctl(2,0))[:%d]).digest()).decode())\n"
+    "import vfs,hashlib,binascii\n_d=vfs.rom_ioctl(2,0)\nh=hashlib.sha256()\nn=%d\n"
+    "if hasattr(_d,'readblocks'):\n"
+    " bs=_d.ioctl(5,0)\n b=bytearray(bs)\n i=0\n"
+    " while n>0:\n  _d.readblocks(i,b)\n  h.update(memoryview(b)[:min(n,bs)])\n  n-=bs\n  i+=1\n"
+    "else:\n h.update(memoryview(_d)[:n])\n"
+    "print(binascii.hexlify(h.digest()).decode())\n"
 )
-# The two flavours of rom_ioctl(2): a buffer written with rom_ioctl(3/4/5)
-# (stm32, esp8266, this project's virtual box), or a block device with
-# ioctl and writeblocks (the ESP32's partition object); as mpremote's own
-# `romfs deploy` tells them apart.
 _ROMFS_PREPARE = (
     "import vfs,binascii\n"
     "try:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
