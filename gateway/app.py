@@ -214,7 +214,8 @@ class Gateway:
                     from . import forward_dc09
                 except ImportError as e:
                     raise ConfigError("[[sinks]] %s: DC-09 forwarding is not installed (%s)" % (name, e)) from None
-                self.sinks[name] = forward_dc09.Dc09Sink(forward_dc09.Dc09Config.from_dict(tbl, base_dir=self.cfg.config_dir or None))
+                self.sinks[name] = forward_dc09.Dc09Sink(forward_dc09.Dc09Config.from_dict(tbl, base_dir=self.cfg.config_dir or None),
+                                                         state_dir=self.cfg.data_path() / ("dc09-" + forward_dc09.file_safe(name)))
 
     async def _start_http(self):
         app = web.Application(client_max_size=1024 * 1024)

@@ -31,6 +31,7 @@ cause a failover.
 import asyncio
 import datetime
 import logging
+import os
 import pathlib
 import time
 
@@ -235,15 +236,70 @@ def _receiver_from_dict(index, table, base_dir):
 
 
 class SequenceCounter:
-    """DC-09 sequence numbers for one receiver: 0001..9999, wrapping."""
+    """DC-09 sequence numbers for one receiver: 0001..9999, wrapping.
 
-    def __init__(self, start=dc09.SEQ_MIN):
+    With `path`, the numbers go on across a gateway restart instead of
+    starting at 0001 again: a receiver that takes a repeated number for a
+    duplicate would ACK the new alarm and drop it. No disk write per frame:
+    the counter reserves BLOCK numbers at a time by storing the first number
+    after the block (written to a temporary file, fsynced, renamed), and a
+    restart continues from there. A crash skips at most BLOCK numbers and
+    never reuses one. A file that cannot be read or written costs only the
+    persistence (logged once), never a delivery."""
+
+    BLOCK = 100
+
+    def __init__(self, start=dc09.SEQ_MIN, path=None):
         self._next = start
+        self._path = pathlib.Path(path) if path else None
+        self._left = 0  # numbers left in the reserved block
+        self._warned = set()  # kinds of trouble already logged
+        if self._path is not None:
+            saved = self._load()
+            if saved is not None:
+                self._next = saved
+            self._reserve()
 
     def take(self):
         seq = self._next
         self._next = dc09.next_sequence(seq)
+        if self._path is not None:
+            self._left -= 1
+            if self._left <= 0:
+                self._reserve()
         return seq
+
+    def _load(self):
+        try:
+            text = self._path.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            self._warn("read", "cannot read %s (%s): numbering starts at %04d" % (self._path, e, self._next))
+            return None
+        if not text.isdigit() or not dc09.SEQ_MIN <= int(text) <= dc09.SEQ_MAX:
+            self._warn("read", "%s holds %r, not a sequence number: numbering starts at %04d" % (self._path, text[:20], self._next))
+            return None
+        return int(text)
+
+    def _reserve(self):
+        after = (self._next - 1 + self.BLOCK) % dc09.SEQ_MAX + 1  # the number after the block, wrapped
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w") as f:
+                f.write("%04d\n" % after)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._path)
+        except OSError as e:
+            self._warn("write", "cannot store the sequence number in %s (%s): it restarts at %04d after a gateway restart" % (self._path, e, dc09.SEQ_MIN))
+        self._left = self.BLOCK
+
+    def _warn(self, kind, msg):
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("DC-09: %s", msg)
 
 
 class ClockOffset:
@@ -332,9 +388,9 @@ class _Attempt(Exception):
 class _Link:
     """The TCP connection to one receiver, its sequence numbers and clock offset."""
 
-    def __init__(self, receiver):
+    def __init__(self, receiver, state_dir=None):
         self.receiver = receiver
-        self.seq = SequenceCounter()
+        self.seq = SequenceCounter(path=_seq_path(state_dir, receiver.name) if state_dir else None)
         self.clock = ClockOffset()
         self.lock = asyncio.Lock()
         self.reader = None
@@ -359,22 +415,34 @@ class _Link:
 _COUNTERS = ("sent", "ack", "nak", "duh", "timeout", "connect_error", "closed", "bad_reply", "stale_reply", "resync")
 
 
+def file_safe(name):
+    """`name` (a sink or receiver name from the config) usable in a file name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _seq_path(state_dir, receiver_name):
+    """The file holding one receiver's next DC-09 sequence number."""
+    return pathlib.Path(state_dir) / ("seq-%s" % file_safe(receiver_name))
+
+
 class Dc09Sink:
     """Forward gateway events to DC-09 receivers (primary first, then backups).
 
     `await start()` begins supervision (NULL messages every
     supervision_interval_s while idle); `await close()` stops it and closes
     the connections. deliver() works without start(). `clock` (monotonic
-    seconds) and `wall_clock` (aware UTC datetime) can be injected."""
+    seconds) and `wall_clock` (aware UTC datetime) can be injected.
+    `state_dir` keeps each receiver's sequence numbers across restarts
+    (SequenceCounter); without it they start at 0001 each time."""
 
     name = "dc09"
 
-    def __init__(self, config, clock=time.monotonic, wall_clock=None, padding=dc09.random_padding):
+    def __init__(self, config, clock=time.monotonic, wall_clock=None, padding=dc09.random_padding, state_dir=None):
         self.config = config
         self._clock = clock
         self._wall_clock = wall_clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self._padding = padding
-        self._links = [_Link(r) for r in config.receivers]
+        self._links = [_Link(r, state_dir) for r in config.receivers]
         self.selector = ReceiverSelector(len(self._links), config.primary_retry_s)
         self._counts = {(r.name, c): 0 for r in config.receivers for c in _COUNTERS}
         self._totals = {

@@ -137,3 +137,58 @@ def test_docs_example_loads_through_the_gateway_config(repo_root, tmp_path):
     assert [r.name for r in dc.receivers] == ["primary", "backup"]
     assert dc.receivers[0].key.bits == 128 and dc.receivers[1].key is None
     assert dc.junction_accounts == {"Ghantaghar Square": "1001"} and dc.box_zones == {4242: 12}
+
+
+# ---- sequence numbers across a gateway restart (SequenceCounter with a path)
+
+
+def test_sequence_numbers_go_on_across_a_restart_and_are_never_reused(tmp_path):
+    path = tmp_path / "state" / "seq-primary"
+    first = SequenceCounter(path=path)
+    taken = [first.take() for _ in range(3)]
+    assert taken == [1, 2, 3]
+    # Killed now (nothing more written): the restart continues after the
+    # reserved block, so 1..100 are never handed out again.
+    second = SequenceCounter(path=path)
+    after = [second.take() for _ in range(3)]
+    assert after == [101, 102, 103]
+    assert not set(after) & set(taken)
+
+
+def test_the_file_is_written_once_per_block_not_per_frame(tmp_path):
+    path = tmp_path / "seq-primary"
+    counter = SequenceCounter(path=path)
+    assert path.read_text() == "0101\n"
+    for _ in range(SequenceCounter.BLOCK - 1):
+        counter.take()
+    assert path.read_text() == "0101\n"  # 99 frames, no write
+    counter.take()  # the 100th: the next block is reserved
+    assert path.read_text() == "0201\n"
+
+
+def test_a_restart_near_the_end_of_the_range_wraps(tmp_path):
+    path = tmp_path / "seq-primary"
+    path.write_text("9950\n")
+    counter = SequenceCounter(path=path)
+    assert path.read_text() == "0051\n"  # 9950..9999 and 1..50 reserved
+    assert [counter.take() for _ in range(53)][-4:] == [9999, 1, 2, 3]
+
+
+@pytest.mark.parametrize("content", ["", "x12", "0", "10000", "-5"])
+def test_a_damaged_file_is_reported_and_numbering_goes_on(tmp_path, caplog, content):
+    path = tmp_path / "seq-primary"
+    path.write_text(content)
+    with caplog.at_level("WARNING"):
+        counter = SequenceCounter(path=path)
+    assert counter.take() == 1
+    assert "not a sequence number" in caplog.text
+    assert path.read_text() == "0101\n"  # and it is good again
+
+
+def test_an_unwritable_place_costs_the_persistence_not_the_delivery(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with caplog.at_level("WARNING"):
+        counter = SequenceCounter(path=blocker / "seq-primary")  # a directory that cannot exist
+        assert [counter.take() for _ in range(250)][-1] == 250
+    assert caplog.text.count("cannot store the sequence number") == 1  # logged once, not per block

@@ -124,6 +124,7 @@ def test_panic_from_box_reaches_pysiaalarm_through_gateway_config(tmp_path, monk
 
                 got = await rx.next_event()
                 assert got.code == "PA" and got.account == "0042"
+                assert got.sequence == "0001"
                 assert got.encrypted and got.valid_message
                 assert (got.receiver, got.line) == ("R1", "L2")
                 assert got.ri == "1" and got.message == "002"  # area 1, zone 002 = the Panic button
@@ -151,6 +152,49 @@ def test_panic_from_box_reaches_pysiaalarm_through_gateway_config(tmp_path, monk
                 await gw.stop()
 
     run(main(), timeout=100)
+
+
+async def _press(gw, box, kind):
+    """A box's alarm over the gateway's LTE listener, until the gateway ACKs it."""
+    r, w = await asyncio.open_connection("127.0.0.1", gw.lte.port)
+    try:
+        w.write(box.alarm(kind))
+        await w.drain()
+        fr = wire.FrameReader()
+        while True:
+            data = await asyncio.wait_for(r.read(4096), T)
+            assert data, "gateway closed the box's connection"
+            for p in fr.feed(data):
+                ack = box.decode_down(p)
+                if ack.msg.get("acked_type") == "ALARM":
+                    return ack
+    finally:
+        w.close()
+
+
+@pytest.mark.timeout(120)
+def test_sequence_numbers_go_on_after_a_gateway_restart(tmp_path):
+    """A receiver may take a repeated sequence number for a duplicate and drop
+    the alarm: after a restart the gateway goes on past the numbers it
+    reserved (SequenceCounter), it does not start at 0001 again."""
+    box = SimBox(BOX)
+
+    async def main():
+        with Receiver([SIAAccount("0042", KEY)]) as rx:
+            path = write_config(tmp_path / "etc", box, rx.port)
+            seqs = []
+            for kind in ("panic", "emergency"):  # one alarm per gateway run
+                gw = Gateway(gwconfig.load(path))
+                await gw.start()
+                try:
+                    await _press(gw, box, kind)
+                    seqs.append((await rx.next_event()).sequence)
+                finally:
+                    await gw.stop()
+            return seqs
+
+    assert run(main(), timeout=100) == ["0001", "0101"]
+    assert (tmp_path / "etc" / "data" / "dc09-arc" / "seq-primary").read_text() == "0201\n"
 
 
 def test_missing_relative_key_file_is_a_config_error_naming_the_path(tmp_path, monkeypatch):
