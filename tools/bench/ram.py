@@ -1,7 +1,7 @@
 """`callbox bench ram`: the heap each firmware module takes on the box.
 
-Compiles the firmware with mpy-cross (bytecode, file names embedded as
-`callbox deploy` does) and imports it on the MicroPython unix port in the
+Builds the firmware as `callbox deploy` does (mpy-cross bytecode, file
+names embedded) and imports it on the MicroPython unix port in the
 order a running box does, printing what each import added to the live heap
 (`gc.mem_alloc()` after `gc.collect()`), and the interned-name (qstr) count.
 With --romfs the modules come from a ROMFS image mapped outside the heap
@@ -55,27 +55,26 @@ def measure(lte=False, romfs=False):
     """{"modules": {name: bytes}, "total_bytes", "qstrs", "qstr_pools"}."""
     import sys
 
-    from ..mpy import FIRMWARE_DIR, micropython_path, mpy_cross_path
+    from ..deploying import build_bundle, romfs_image
+    from ..mpy import micropython_path
 
     mods = RS485 + (LTE if lte else ())
+    # The modules as `callbox deploy` builds them (compiled, cached), from
+    # the box's filesystem or from its ROMFS partition.
+    bundle = build_bundle(root="/rom/" if romfs else "")
     with tempfile.TemporaryDirectory(prefix="callbox-ram-") as d:
         d = Path(d)
         (d / "ram_probe.py").write_text("MODULES = %r\n" % (list(mods),) + _SCRIPT)
         if romfs:
             from callbox_rig import romfs_host
 
-            from ..deploying import build_bundle, romfs_image
-
-            (d / "fw.romfs").write_bytes(romfs_image(build_bundle(root="/rom/")))
+            (d / "fw.romfs").write_bytes(romfs_image(bundle))
             cmd = [sys.executable, "-m", "callbox_rig.romfs_host", str(d / "fw.romfs"), "-X", "heapsize=1m", "-c",
                    romfs_host.BOOT.replace("import main", "import ram_probe")]
         else:
-            for src in sorted(FIRMWARE_DIR.glob("*.py")):
-                if src.name in ("__init__.py", "main.py"):
-                    continue
-                r = subprocess.run([mpy_cross_path(), "-s", src.stem + ".mpy", "-o", str(d / (src.stem + ".mpy")), str(src)], capture_output=True, text=True)
-                if r.returncode != 0:
-                    raise RuntimeError("mpy-cross failed on %s: %s" % (src.name, r.stderr.strip()))
+            for rel, data in bundle.files.items():
+                if rel.endswith(".mpy"):
+                    (d / rel).write_bytes(data)
             # -m with the build directory as cwd: sys.path "" as on the box, so
             # file names stay short (a script path would put its absolute
             # directory on sys.path and intern every long file path).
