@@ -133,7 +133,7 @@ def test_no_todo_left_in_the_firmware(firmware_dir):
 def test_ram_bench_reports_each_module_and_the_qstr_step_is_not_crossed():
     """`callbox bench ram`: what each module costs on the heap. Guards the
     figures of docs/firmware.md "Memory" against creeping back: the RS-485
-    set measured 47.6 KB from files, 30.2 KB from a ROMFS image; an LTE box's interned names must stay under the
+    set measured 47.6 KB from files, 29.6 KB from a ROMFS image; an LTE box's interned names must stay under the
     pool's 620 step, past which the pool takes ~8 KB at once: 554 at import
     here, ~610 on a running LTE box (test_steady_state_heap_use_of_an_lte_box
     catches the step there by the live heap)."""
@@ -147,7 +147,7 @@ def test_ram_bench_reports_each_module_and_the_qstr_step_is_not_crossed():
     lte = measure(lte=True)
     assert set(LTE) <= set(lte["modules"]) and lte["total_bytes"] > rs["total_bytes"]
     assert lte["qstrs"] < 620, lte
-    # From a ROMFS image (run in place): 30.2 KB against 47.6 KB measured.
+    # From a ROMFS image (run in place): 29.6 KB against 47.6 KB measured.
     rom = measure(romfs=True)
     assert list(rom["modules"]) == list(rs["modules"])
     assert rom["total_bytes"] < 0.75 * rs["total_bytes"], (rom, rs)
